@@ -1,0 +1,33 @@
+# Every command a user or CI needs; `make reproduce` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: setup reproduce test test-fast bench clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 first: where the machine has the local CPU wheel, pip takes it from disk in seconds (an
+# unpinned torch could pull a CUDA build of several GB); elsewhere any torch in the pyproject range will do.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0 || $(PY) -m pip install -q "torch>=2.4,<2.15"
+	$(PY) -m pip install -q -e ".[test]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+reproduce: setup
+	$(VENV)/bin/digitlab reproduce
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+bench: setup
+	$(PY) -m benchmarks.chapter
+
+clean:
+	rm -rf $(VENV) reproduce .pytest_cache

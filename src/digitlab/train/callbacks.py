@@ -1,0 +1,77 @@
+"""Callbacks that ship with the Learner: recording, printing, device placement, divergence guard."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .learner import Callback, CancelFitException
+
+
+class Recorder(Callback):
+    """Keeps every epoch's log (`logs`), and the loss and learning rate of every training batch.
+
+    `values` is fastai's view: one row per epoch of [train_loss, valid_loss, *metrics].
+    """
+    order = 50
+
+    def before_fit(self, learn):
+        self.logs, self._losses, self.lrs = [], [], []
+
+    def after_batch(self, learn):
+        if learn.training:
+            self._losses.append(learn.loss.detach())  # stays on the device: no sync per batch
+            self.lrs.append(current_lr(learn.opt))
+
+    def after_epoch(self, learn):
+        self.logs.append(dict(learn.log))
+
+    @property
+    def losses(self) -> list[float]:
+        return torch.stack(self._losses).float().cpu().tolist() if self._losses else []
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [k for k in (self.logs[0] if self.logs else {}) if k not in ("epoch", "time")]
+
+    @property
+    def values(self) -> list[list[float]]:
+        return [[log[k] for k in self.metric_names] for log in self.logs]
+
+
+class PrintEpochs(Callback):
+    """Print one line per epoch with the results, or with `only` the named entries (the book's style)."""
+    order = 60
+
+    def __init__(self, only: str | None = None, printer=print):
+        self.only, self.printer = only, printer
+
+    def after_epoch(self, learn):
+        if self.only:
+            self.printer(f"{learn.log[self.only]:.4f}", end=" ")
+        else:
+            self.printer("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in learn.log.items()))
+
+    def after_fit(self, learn):
+        if self.only:
+            self.printer()
+
+
+class NanGuard(Callback):
+    """Stop training when the loss becomes NaN or infinite, recording where in `learn.diverged`."""
+    order = 5
+
+    def before_fit(self, learn):
+        learn.diverged = None
+
+    def after_loss(self, learn):
+        if learn.training and not math.isfinite(learn.loss.item()):
+            learn.diverged = {"epoch": learn.epoch, "step": learn.iter, "loss": learn.loss.item()}
+            raise CancelFitException()
+
+
+def current_lr(opt) -> float:
+    if opt is None:
+        return float("nan")
+    return opt.param_groups[0]["lr"] if hasattr(opt, "param_groups") else opt.lr

@@ -1,0 +1,204 @@
+"""The Learner: one small training loop with named events that callbacks hook into (after fastai's miniai).
+
+Events, in order: before_fit, [before_epoch, before_train, [before_batch, after_predict, after_loss,
+after_backward, after_step, after_batch]*, after_train, before_validate, [batch events]*, after_validate,
+after_epoch]*, after_fit. Raising CancelBatchException, CancelEpochException or CancelFitException in a callback
+skips the rest of that level and its `after_` event; its `cleanup_` event always runs.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from .optim import SGD
+
+
+class CancelFitException(Exception):
+    """Stop training now; after_fit is skipped, cleanup_fit runs."""
+
+
+class CancelEpochException(Exception):
+    """Skip the rest of this epoch."""
+
+
+class CancelTrainException(Exception):
+    """Skip the rest of this epoch's training pass."""
+
+
+class CancelValidateException(Exception):
+    """Skip the rest of this epoch's validation pass."""
+
+
+class CancelBatchException(Exception):
+    """Skip the rest of this batch."""
+
+
+CANCEL = {"fit": CancelFitException, "epoch": CancelEpochException, "train": CancelTrainException,
+          "validate": CancelValidateException, "batch": CancelBatchException}
+
+
+class Callback:
+    """Base class: define methods named after events; lower `order` runs first."""
+    order = 0
+
+
+def metric_name(m: Callable) -> str:
+    return getattr(m, "__name__", type(m).__name__)
+
+
+class Learner:
+    """Trains `model` on `dls` with `loss_func`, optimizer `opt_func(params, lr)` and callbacks `cbs`.
+
+    Attributes callbacks may read and write: model, dls, loss_func, opt, lr, metrics, cbs, n_epochs, epoch,
+    training, dl, iter (batch index), n_iter (batches this pass), xb, yb, preds, loss, log (this epoch's results:
+    epoch, train_loss, valid_loss, one entry per metric, time), and pct_train (fraction of training done).
+    """
+
+    def __init__(self, model: nn.Module | Callable, dls, loss_func: Callable, lr: float = 0.1,
+                 cbs: Iterable[Callback] = (), opt_func: Callable = SGD, metrics: Sequence[Callable] = (),
+                 params: Iterable[torch.Tensor] | None = None):
+        self.model, self.dls, self.loss_func, self.lr = model, dls, loss_func, lr
+        self.opt_func, self.metrics, self.cbs = opt_func, list(metrics), list(cbs)
+        self.params = list(params) if params is not None else None  # for plain functions such as the book's linear1
+        self.opt, self.epoch, self.n_epochs, self.log = None, 0, 0, {}
+        self.training, self.pct_train = False, 0.0
+        self.index_callbacks()
+
+    # the step, as small methods a subclass can override
+    def predict(self) -> None:
+        self.preds = self.model(self.xb)
+
+    def get_loss(self) -> None:
+        self.loss = self.loss_func(self.preds, self.yb)
+
+    def backward(self) -> None:
+        self.loss.backward()
+
+    def step(self) -> None:
+        self.opt.step()
+
+    def zero_grad(self) -> None:
+        self.opt.zero_grad()
+
+    def parameters(self) -> list[torch.Tensor]:
+        return self.params if self.params is not None else list(self.model.parameters())
+
+    def callback(self, event: str) -> None:
+        """Call every callback's method for `event`, lowest order first."""
+        for method in self._handlers.get(event, ()):
+            method(self)
+
+    def index_callbacks(self) -> None:
+        """Map each event to its handlers once per fit, so the per-batch dispatch is a dict lookup."""
+        self._handlers = {}
+        for cb in sorted(self.cbs, key=lambda c: c.order):
+            for name in dir(cb):
+                if name.startswith(("before_", "after_", "cleanup_")):
+                    self._handlers.setdefault(name, []).append(getattr(cb, name))
+
+    def with_events(self, level: str, body: Callable[[], None]) -> None:
+        """Run before_<level>, body, after_<level>; a Cancel<level> skips the rest; cleanup_<level> always runs."""
+        try:
+            self.callback(f"before_{level}")
+            body()
+            self.callback(f"after_{level}")
+        except CANCEL[level]:
+            pass
+        finally:
+            self.callback(f"cleanup_{level}")
+
+    def one_batch(self) -> None:
+        self.predict()
+        self.callback("after_predict")
+        self.get_loss()
+        self.callback("after_loss")
+        if self.training:
+            self.backward()
+            self.callback("after_backward")
+            self.step()
+            self.callback("after_step")
+            self.zero_grad()
+        self.accumulate()
+
+    def one_pass(self, training: bool) -> None:
+        """One pass over the training or validation data, accumulating loss and metrics on the device."""
+        self.training, self.dl = training, self.dls.train if training else self.dls.valid
+        if hasattr(self.model, "train"):
+            self.model.train(training)
+        self.sums = torch.zeros(1 + (0 if training else len(self.metrics)), device=self.dls.valid.device)
+        self.count, self.n_iter = 0, len(self.dl)
+        with torch.set_grad_enabled(training):
+            for self.iter, (self.xb, self.yb) in enumerate(self.dl):
+                self.with_events("batch", self.one_batch)
+                if training:
+                    self.pct_train += 1 / (self.n_iter * self.n_epochs)
+        results = (self.sums / max(self.count, 1)).tolist()
+        if training:
+            self.log["train_loss"] = results[0]
+        else:
+            self.log["valid_loss"] = results[0]
+            self.log.update({metric_name(m): v for m, v in zip(self.metrics, results[1:])})
+
+    @torch.no_grad()
+    def accumulate(self) -> None:
+        """Add this batch's loss (and, when validating, metrics) times its size to the pass's sums, on the device."""
+        bs = len(self.yb)
+        if self.training:
+            self.sums[0] += self.loss.detach() * bs
+        else:
+            values = [self.loss.detach()] + [m(self.preds, self.yb) for m in self.metrics]
+            self.sums += torch.stack([v.float().reshape(()) for v in values]) * bs
+        self.count += bs
+
+    def one_epoch(self) -> None:
+        start = time.perf_counter()
+        self.log = {"epoch": self.epoch}
+        if self.do_train:
+            self.with_events("train", lambda: self.one_pass(True))
+        if self.do_validate:
+            self.with_events("validate", lambda: self.one_pass(False))
+        self.log["time"] = time.perf_counter() - start
+
+    def fit(self, n_epochs: int = 1, lr: float | None = None, cbs: Iterable[Callback] = (), train: bool = True,
+            validate: bool = True, reset_opt: bool = False) -> "Learner":
+        """Train for `n_epochs`, validating after each (fastai's `fit`)."""
+        cbs = list(cbs)
+        self.cbs += cbs
+        if lr is not None:
+            self.lr = lr
+        if self.opt is None or reset_opt:
+            self.opt = self.opt_func(self.parameters(), self.lr)
+        elif lr is not None:
+            set_hyper(self.opt, "lr", lr)
+        self.n_epochs, self.do_train, self.do_validate, self.pct_train = n_epochs, train, validate, 0.0
+        self.index_callbacks()
+        try:
+            self.with_events("fit", self.all_epochs)
+        finally:
+            for cb in cbs:
+                self.cbs.remove(cb)
+        return self
+
+    def all_epochs(self) -> None:
+        for self.epoch in range(self.n_epochs):
+            self.with_events("epoch", self.one_epoch)
+
+    def validate(self) -> dict:
+        """Run one validation pass now; return its log (valid_loss and metrics)."""
+        self.n_epochs, self.log = max(self.n_epochs, 1), {"epoch": self.epoch}
+        self.index_callbacks()
+        self.with_events("validate", lambda: self.one_pass(False))
+        return dict(self.log)
+
+
+def set_hyper(opt, name: str, value: float) -> None:
+    """Set a hyper-parameter on every param group (or on a BasicOptim)."""
+    if hasattr(opt, "param_groups"):
+        for g in opt.param_groups:
+            g[name] = value
+    else:
+        setattr(opt, name, value)

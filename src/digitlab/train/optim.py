@@ -1,0 +1,134 @@
+"""Optimizers from scratch: the book's BasicOptim, and SGD and Adam on one small base class.
+
+State lives in the optimizer (keyed by parameter), hyper-parameters live in param-group dicts so that schedules
+and lr_find set `lr` and `mom` the same way for every optimizer. Tests check SGD and Adam against torch.optim.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+
+class BasicOptim:
+    """The book's first optimizer: p -= p.grad * lr for every parameter."""
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float):
+        self.params, self.lr = list(params), lr
+
+    def step(self) -> None:
+        for p in self.params:
+            p.data -= p.grad.data * self.lr
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+
+class Optimizer:
+    """Base: loops over parameters under no_grad, calling `regularize` then `update` for each."""
+
+    defaults: dict = {}
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], lr: float, **hypers):
+        params = list(params)
+        if not params:
+            raise ValueError("the optimizer got no parameters: does the model have any?")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        hypers = {**self.defaults, "lr": lr, **hypers}
+        self.check(hypers)
+        self.param_groups = [{**hypers, **g, "params": list(g["params"])} for g in groups]
+        self.state: dict[torch.Tensor, dict] = {}
+
+    @staticmethod
+    def check(h: dict) -> None:
+        for name in ("lr", "wd", "eps"):
+            if name in h and not h[name] >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {h[name]!r}.")
+        if "mom" in h and not 0 <= h["mom"] < 1:
+            raise ValueError(f"mom must be in [0, 1), got {h['mom']!r}.")
+        if "sqr_mom" in h and not 0 <= h["sqr_mom"] < 1:
+            raise ValueError(f"sqr_mom must be in [0, 1), got {h['sqr_mom']!r}.")
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    state = self.state.setdefault(p, {})
+                    self.regularize(p, group, state)
+                    self.update(p, group, state)
+
+    def regularize(self, p: torch.Tensor, group: dict, state: dict) -> None:
+        """Weight decay; by default none."""
+
+    def update(self, p: torch.Tensor, group: dict, state: dict) -> None:
+        raise NotImplementedError
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def state_dict(self) -> dict:
+        """Hyper-parameters per group and state per parameter (by position), for checkpoints."""
+        index = {p: i for i, p in enumerate(self.params)}
+        return {"groups": [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups],
+                "state": {index[p]: s for p, s in self.state.items()}}
+
+    def load_state_dict(self, sd: dict) -> None:
+        if len(sd["groups"]) != len(self.param_groups):
+            raise ValueError("optimizer state has a different number of parameter groups than this optimizer.")
+        for g, saved in zip(self.param_groups, sd["groups"]):
+            g.update(saved)
+        params = self.params
+        self.state = {params[int(i)]: s for i, s in sd["state"].items()}
+
+
+class SGD(Optimizer):
+    """SGD with optional momentum (`mom`), Nesterov momentum and L2 weight decay (`wd`), as torch.optim.SGD."""
+
+    defaults = {"mom": 0.0, "wd": 0.0, "nesterov": False}
+
+    def regularize(self, p, group, state):
+        if group["wd"]:
+            state["g"] = p.grad.add(p, alpha=group["wd"])
+
+    def update(self, p, group, state):
+        g = state.pop("g", p.grad)
+        if group["mom"]:
+            buf = state.get("mom_buf")
+            buf = g.clone() if buf is None else buf.mul_(group["mom"]).add_(g)
+            state["mom_buf"] = buf
+            g = g.add(buf, alpha=group["mom"]) if group["nesterov"] else buf
+        p.add_(g, alpha=-group["lr"])
+
+
+class Adam(Optimizer):
+    """Adam with bias correction; `wd` is decoupled weight decay (AdamW) unless `decouple_wd=False` (L2)."""
+
+    defaults = {"mom": 0.9, "sqr_mom": 0.999, "eps": 1e-8, "wd": 0.0, "decouple_wd": True}
+
+    def regularize(self, p, group, state):
+        if group["wd"] and group["decouple_wd"]:
+            p.mul_(1 - group["lr"] * group["wd"])
+
+    def update(self, p, group, state):
+        g = p.grad if group["decouple_wd"] or not group["wd"] else p.grad.add(p, alpha=group["wd"])
+        if not state:
+            state.update(step=0, avg=torch.zeros_like(p), sqr_avg=torch.zeros_like(p))
+        state["step"] += 1
+        b1, b2, t = group["mom"], group["sqr_mom"], state["step"]
+        state["avg"].lerp_(g, 1 - b1)
+        state["sqr_avg"].mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (state["sqr_avg"] / (1 - b2**t)).sqrt_().add_(group["eps"])
+        p.addcdiv_(state["avg"], denom, value=-group["lr"] / (1 - b1**t))
+
+
+def AdamW(params, lr: float, wd: float = 0.01, **hypers) -> Adam:
+    """Adam with decoupled weight decay."""
+    return Adam(params, lr, wd=wd, decouple_wd=True, **hypers)

@@ -1,0 +1,112 @@
+"""Figures with matplotlib's object API (no pyplot: no global state, no GUI backend, safe in servers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+
+def new_figure(width: float = 6, height: float = 4, nrows: int = 1, ncols: int = 1):
+    """A Figure with an Agg canvas and its axes (a list when there are several)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="tight")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False).flatten().tolist()
+    return fig, axes if len(axes) > 1 else axes[0]
+
+
+def save(fig, path: str | Path, dpi: int = 80) -> Path:
+    """Save a figure as PNG, creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def show_image(ax, img: torch.Tensor, title: str | None = None, cmap: str = "Greys") -> None:
+    """Draw a 2-D tensor as an image without ticks (the book's show_image)."""
+    ax.imshow(img.detach().cpu().float().numpy(), cmap=cmap)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+
+
+def images_figure(images: Sequence[torch.Tensor], titles: Sequence[str], cmap: str = "Greys", size: float = 2.2):
+    """Several images side by side."""
+    fig, axes = new_figure(size * len(images), size + 0.3, 1, len(images))
+    for ax, img, title in zip(axes if len(images) > 1 else [axes], images, titles):
+        show_image(ax, img, title, cmap)
+    return fig
+
+
+def grey_table_figure(img: torch.Tensor, rows: slice = slice(4, 15), cols: slice = slice(4, 22)):
+    """The book's `df.style.background_gradient('Greys')`: each pixel's value printed on its own shade."""
+    region = img[rows, cols].cpu()
+    h, w = region.shape
+    fig, ax = new_figure(w * 0.42, h * 0.32)
+    ax.imshow(region.float().numpy(), cmap="Greys", vmin=0, vmax=255 if region.max() > 1 else 1, aspect="auto")
+    for (i, j), v in zip(torch.cartesian_prod(torch.arange(h), torch.arange(w)).tolist(), region.flatten().tolist()):
+        ax.text(j, i, f"{v:g}" if isinstance(v, int) or float(v).is_integer() else f"{v:.2f}", ha="center",
+                va="center", fontsize=6, color="white" if v > (127 if region.max() > 1 else 0.5) else "black")
+    ax.set_xticks(range(w), [str(c) for c in range(cols.start or 0, (cols.start or 0) + w)], fontsize=6)
+    ax.set_yticks(range(h), [str(r) for r in range(rows.start or 0, (rows.start or 0) + h)], fontsize=6)
+    return fig
+
+
+def plot_function(f: Callable, tx: str | None = None, ty: str | None = None, title: str | None = None,
+                  min: float = -2.1, max: float = 2.1, figsize=(6, 4), ax=None):
+    """Plot f over [min, max] (fastbook's plot_function); returns the figure."""
+    x = torch.linspace(min, max, 100)
+    fig, ax = new_figure(*figsize) if ax is None else (ax.figure, ax)
+    ax.plot(x.numpy(), f(x).detach().numpy())
+    if tx:
+        ax.set_xlabel(tx)
+    if ty:
+        ax.set_ylabel(ty)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def curves_figure(logs: Sequence[dict], batch_losses: Sequence[float] = (), metric: str | None = None):
+    """Loss per batch and per epoch (train and valid), and the metric per epoch, from a Recorder."""
+    fig, (ax_loss, ax_metric) = new_figure(10, 3.6, 1, 2)
+    epochs = [log["epoch"] + 1 for log in logs]
+    if batch_losses:
+        steps = torch.linspace(0, len(logs), len(batch_losses) + 1)[1:].numpy()
+        ax_loss.plot(steps, batch_losses, alpha=0.35, lw=0.8, label="train loss (batch)")
+    for key in ("train_loss", "valid_loss"):
+        if logs and key in logs[0]:
+            ax_loss.plot(epochs, [log[key] for log in logs], marker=".", label=key.replace("_", " "))
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend()
+    ax_loss.grid(alpha=0.3)
+    metric = metric or next((k for k in (logs[0] if logs else {}) if k not in ("epoch", "train_loss", "valid_loss", "time")), None)
+    if metric:
+        ax_metric.plot(epochs, [log[metric] for log in logs], marker=".", color="C2")
+        ax_metric.set_ylabel(metric)
+    ax_metric.set_xlabel("epoch")
+    ax_metric.grid(alpha=0.3)
+    return fig
+
+
+def histories_figure(histories: dict[str, Sequence[float]], book: dict[str, float] | None = None, ylabel="accuracy"):
+    """Validation accuracy after each epoch for several runs, with the book's final figures as dotted lines."""
+    fig, ax = new_figure(7, 4)
+    for i, (name, hist) in enumerate(histories.items()):
+        ax.plot(range(1, len(hist) + 1), hist, marker=".", ms=3, color=f"C{i}", label=name)
+        if book and name in book:
+            ax.axhline(book[name], color=f"C{i}", ls=":", lw=1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title("validation accuracy per epoch (dotted: the book's figure)" if book else None)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig

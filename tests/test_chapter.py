@@ -1,0 +1,92 @@
+"""Each stage of the chapter clears the book's figure minus half a point, averaged over 3 seeds."""
+
+import pytest
+import torch
+
+from digitlab.chapter.by_hand import calc_grad, validate_epoch
+from digitlab.chapter.calculus import RollerCoaster, gradient_at
+from digitlab.chapter.reproduce import run_stages, table_rows
+from digitlab.chapter.stages import EXTRA_STAGES, STAGES, ChapterData
+from digitlab.models import Linear1, SimpleNetByHand, simple_net
+
+
+@pytest.fixture(scope="module")
+def data():
+    return ChapterData.load()
+
+
+@pytest.fixture(scope="module")
+def three_seeds(data):
+    return {seed: run_stages(seed=seed, data=data) for seed in (0, 1, 2)}
+
+
+def test_stages_clear_the_books_figures_over_three_seeds(three_seeds):
+    per_stage = {}
+    for results in three_seeds.values():
+        for r in results:
+            per_stage.setdefault(r.stage, []).append(r)
+    assert len(per_stage) == 6
+    for stage, rs in per_stage.items():
+        mean = sum(r.accuracy for r in rs) / len(rs)
+        assert mean >= rs[0].book - 0.005, f"{stage}: {mean:.4f} < book {rs[0].book} - 0.005"
+
+
+def test_pixel_similarity_is_the_books_figure_exactly(three_seeds):
+    pix = three_seeds[0][0]
+    assert pix.stage == "pixel similarity (L1)"
+    assert round(pix.extras["l1"]["acc_3"], 4) == 0.9168 and round(pix.extras["l1"]["acc_7"], 4) == 0.9854
+    assert round(pix.accuracy, 4) == 0.9511
+    assert 0.9 < pix.extras["rmse"]["accuracy"] < 1
+
+
+def test_same_seed_same_table(data, three_seeds):
+    again = run_stages(["linear_by_hand", "simple_net"], seed=0, data=data)
+    first = {r.stage: r for r in three_seeds[0]}
+    for r in again:
+        assert r.history == first[r.stage].history
+
+
+def test_calc_grad_fills_gradients_and_validate_counts_every_image(data):
+    torch.manual_seed(0)
+    model = Linear1()
+    calc_grad(data.train_x[:4], data.train_y[:4], model)
+    assert model.weights.grad.shape == (784, 1) and model.bias.grad.abs().sum() > 0
+    dls = data.dls(seed=0)
+    with torch.no_grad():
+        expected = ((model(data.valid_x) > 0).float() == data.valid_y).float().mean().item()
+    assert validate_epoch(model, dls.valid) == round(expected, 4)
+
+
+def test_simple_net_by_hand_is_the_same_function_as_the_sequential():
+    torch.manual_seed(0)
+    by_hand, seq = SimpleNetByHand(), simple_net()
+    with torch.no_grad():
+        seq[0].weight.copy_(by_hand.w1.T), seq[0].bias.copy_(by_hand.b1)
+        seq[2].weight.copy_(by_hand.w2.T), seq[2].bias.copy_(by_hand.b2)
+    x = torch.rand(5, 784)
+    assert torch.allclose(by_hand(x), seq(x), atol=1e-4)
+
+
+def test_simple_net_by_hand_trains(data):
+    r = EXTRA_STAGES["simple_net_by_hand"](data, seed=0, epochs=5)
+    assert r.accuracy > 0.9 and len(r.history) == 5
+
+
+def test_gradient_of_x_squared_at_3_is_6():
+    assert gradient_at(3.0) == (9.0, 6.0)
+    assert gradient_at(-1.5)[1] == -3.0
+
+
+def test_roller_coaster_loss_falls():
+    rc = RollerCoaster(seed=42)
+    losses, preds = rc.fit(20)
+    assert len(losses) == 20 and len(preds) == 20
+    assert losses[-1] < losses[0]
+    assert all(b <= a for a, b in zip(losses, losses[1:]))
+
+
+def test_table_rows(three_seeds):
+    rows = table_rows(three_seeds[0])
+    assert [r["stage"] for r in rows][0] == "pixel similarity (L1)"
+    assert all(set(r) == {"stage", "accuracy", "book", "epochs", "seconds"} for r in rows)
+    assert rows[-1]["epochs"] == 40 and rows[-1]["book"] == 0.9828
