@@ -8,12 +8,20 @@ from typing import Callable, Sequence
 import torch
 
 
-def new_figure(width: float = 6, height: float = 4, nrows: int = 1, ncols: int = 1):
-    """A Figure with an Agg canvas and its axes (a list when there are several)."""
+PLOT_MARGINS = dict(left=0.1, right=0.97, bottom=0.14, top=0.88, wspace=0.3)
+IMAGE_MARGINS = dict(left=0.03, right=0.97, bottom=0.03, top=0.85, wspace=0.1)
+
+
+def new_figure(width: float = 6, height: float = 4, nrows: int = 1, ncols: int = 1, margins: dict | None = None):
+    """A Figure with an Agg canvas and its axes (a list when there are several).
+
+    Margins are fixed rather than computed by a layout engine, which would draw every figure twice.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), layout="tight")
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(**(margins or PLOT_MARGINS))
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False).flatten().tolist()
     return fig, axes if len(axes) > 1 else axes[0]
@@ -38,7 +46,7 @@ def show_image(ax, img: torch.Tensor, title: str | None = None, cmap: str = "Gre
 
 def images_figure(images: Sequence[torch.Tensor], titles: Sequence[str], cmap: str = "Greys", size: float = 2.2):
     """Several images side by side."""
-    fig, axes = new_figure(size * len(images), size + 0.3, 1, len(images))
+    fig, axes = new_figure(size * len(images), size + 0.3, 1, len(images), IMAGE_MARGINS)
     for ax, img, title in zip(axes if len(images) > 1 else [axes], images, titles):
         show_image(ax, img, title, cmap)
     return fig
@@ -48,7 +56,7 @@ def grey_table_figure(img: torch.Tensor, rows: slice = slice(4, 15), cols: slice
     """The book's `df.style.background_gradient('Greys')`: each pixel's value printed on its own shade."""
     region = img[rows, cols].cpu()
     h, w = region.shape
-    fig, ax = new_figure(w * 0.42, h * 0.32)
+    fig, ax = new_figure(w * 0.42, h * 0.32 + 0.3, margins=dict(left=0.05, right=0.99, bottom=0.09, top=0.98))
     ax.imshow(region.float().numpy(), cmap="Greys", vmin=0, vmax=255 if region.max() > 1 else 1, aspect="auto")
     for (i, j), v in zip(torch.cartesian_prod(torch.arange(h), torch.arange(w)).tolist(), region.flatten().tolist()):
         ax.text(j, i, f"{v:g}" if isinstance(v, int) or float(v).is_integer() else f"{v:.2f}", ha="center",
