@@ -1,4 +1,8 @@
-"""One registry from model name to builder, so configs and checkpoints can name a model."""
+"""One registry from model name to builder, so configs and checkpoints can name a model.
+
+Every registered model takes float images (N, 1, 28, 28) in [0, 1] and returns (N, n_classes) scores; any
+normalisation is a layer inside the model, so saved and exported models need no preprocessing beyond that.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,30 @@ from typing import Callable
 from torch import nn
 
 from ..errors import ConfigError
+from .cnn import cnn
+from .layers import Normalize
 
-from .linear import linear_model
-from .mlp import simple_net
+
+def flat(*layers: nn.Module) -> nn.Sequential:
+    return nn.Sequential(nn.Flatten(), *layers)
+
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
-    "linear": lambda n_out=1: linear_model(28 * 28, n_out),
-    "simple_net": lambda n_out=1: simple_net(28 * 28, 30, n_out),
+    "linear": lambda n_classes=10: flat(nn.Linear(28 * 28, n_classes)),
+    "simple_net": lambda n_classes=10: flat(nn.Linear(28 * 28, 30), nn.ReLU(), nn.Linear(30, n_classes)),
+    "mlp": lambda n_classes=10: nn.Sequential(Normalize(), nn.Flatten(), nn.Linear(784, 256), nn.ReLU(),
+                                              nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, n_classes)),
+    "cnn": lambda n_classes=10: cnn(n_classes),
 }
 
 
-def build_model(name: str, n_out: int = 1) -> nn.Module:
-    """Build a registered model with `n_out` outputs."""
+def register(name: str, builder: Callable[..., nn.Module]) -> None:
+    """Add a model builder taking `n_classes`."""
+    MODELS[name] = builder
+
+
+def build_model(name: str, n_classes: int = 10) -> nn.Module:
+    """Build a registered model with `n_classes` outputs."""
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}.")
-    return MODELS[name](n_out=n_out)
+    return MODELS[name](n_classes=n_classes)

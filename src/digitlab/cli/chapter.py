@@ -1,27 +1,20 @@
-"""The `digitlab` command: it parses arguments and calls the library, nothing more."""
+"""Commands for the chapter: reproduce, show, data, demo."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-from .errors import DigitlabError
+from ..errors import DigitlabError
+from .app import DataOpt, app, out
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
-                  help="MNIST from scratch, the way fastbook chapter 4 builds it. Start with [bold]digitlab reproduce[/].")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect the MNIST files and export them as image folders.")
 demo_app = typer.Typer(no_args_is_help=True, help="The chapter's calculus asides: gradients and SGD on a toy problem.")
 app.add_typer(data_app, name="data")
 app.add_typer(demo_app, name="demo")
-out = Console()
-err = Console(stderr=True)
-
-DataOpt = typer.Option(None, "--data", help="Folder with the four MNIST IDX files (default: the repo's data/mnist).")
 
 
 @app.command()
@@ -39,9 +32,9 @@ def reproduce(
 
     Example: [bold]digitlab reproduce --out reproduce --seed 42[/]
     """
-    from .chapter.reproduce import run_stages, table_rows, write_plots, write_tables
-    from .chapter.stages import ChapterData
-    from .console import stage_table
+    from ..chapter.reproduce import run_stages, table_rows, write_plots, write_tables
+    from ..chapter.stages import ChapterData
+    from ..console import stage_table
 
     def report(r):
         if not (quiet or as_json):
@@ -71,23 +64,23 @@ def show(
 
     Example: [bold]digitlab show 0 --digit 3 --png three.png[/]
     """
-    from .data.mnist import pick_image
-    from .viz.terminal import grey_table
+    from ..data.mnist import pick_image
+    from ..viz.terminal import grey_table
 
     img, label = pick_image(split, index, digit, data)
     out.print(f"{split} image {index}{'' if digit is None else f' of the {digit}s'}: label {label}, "
               f"rows 4-14, columns 4-21", highlight=False)
     out.print(grey_table(img))
     if png:
-        from .viz.figures import grey_table_figure, save
+        from ..viz.figures import grey_table_figure, save
         out.print(f"wrote {save(grey_table_figure(img), png, dpi=110)}", highlight=False)
 
 
 @data_app.command("info")
 def data_info(data: Optional[Path] = DataOpt):
     """Where the MNIST files are, their checksums, and the count of each digit per split."""
-    from .console import dict_table
-    from .data.mnist import data_dir, load_mnist
+    from ..console import dict_table
+    from ..data.mnist import data_dir, load_mnist
 
     splits = load_mnist(data)
     out.print(f"data folder: {data_dir(data)} (sha256 of every file verified)", highlight=False)
@@ -106,7 +99,7 @@ def data_export(
 
     Example: [bold]digitlab data export mnist_sample --task 3v7[/]
     """
-    from .data.folders import export_dataset
+    from ..data.folders import export_dataset
 
     counts = export_dataset(dest, task, data)
     for split, per_label in counts.items():
@@ -120,12 +113,12 @@ def demo_gradient(x: float = typer.Option(3.0, help="Where to take the gradient 
 
     Example: [bold]digitlab demo gradient --x 3 --png gradient.png[/]
     """
-    from .chapter.calculus import gradient_at, gradient_figure
+    from ..chapter.calculus import gradient_at, gradient_figure
 
     y, g = gradient_at(x)
     out.print(f"f(x) = x**2 at x = {x:g}: f = {y:g}, gradient (by autograd) = {g:g}, 2*x = {2 * x:g}", highlight=False)
     if png:
-        from .viz.figures import save
+        from ..viz.figures import save
         out.print(f"wrote {save(gradient_figure(x), png)}", highlight=False)
 
 
@@ -136,7 +129,7 @@ def demo_sgd(steps: int = typer.Option(10, help="Gradient steps."), lr: float = 
 
     Example: [bold]digitlab demo sgd --steps 10[/]
     """
-    from .chapter.calculus import RollerCoaster, roller_coaster_figure
+    from ..chapter.calculus import RollerCoaster, roller_coaster_figure
 
     rc = RollerCoaster(seed=seed, lr=lr)
     losses, preds = rc.fit(steps)
@@ -144,7 +137,7 @@ def demo_sgd(steps: int = typer.Option(10, help="Gradient steps."), lr: float = 
         out.print(f"step {i:3d}  loss {loss:.4f}", highlight=False)
     out.print(f"params a, b, c = {', '.join(f'{p:.4f}' for p in rc.params.tolist())}", highlight=False)
     if png:
-        from .viz.figures import save
+        from ..viz.figures import save
         out.print(f"wrote {save(roller_coaster_figure(rc, preds), png)}", highlight=False)
 
 
@@ -155,34 +148,9 @@ def demo_plot(fn: str = typer.Argument("relu", help="relu, sigmoid or square."),
 
     Example: [bold]digitlab demo plot sigmoid --png sigmoid.png[/]
     """
-    from .chapter.calculus import FUNCTIONS
-    from .viz.figures import plot_function, save
+    from ..chapter.calculus import FUNCTIONS
+    from ..viz.figures import plot_function, save
 
     if fn not in FUNCTIONS:
         raise DigitlabError(f"unknown function {fn!r}; choose one of {', '.join(FUNCTIONS)}.")
     out.print(f"wrote {save(plot_function(FUNCTIONS[fn], 'x', f'{fn}(x)', fn), png)}", highlight=False)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; our own errors print as one clear line and exit with status 2."""
-    try:
-        app(args=argv, standalone_mode=False)
-    except DigitlabError as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
-        return 2
-    except typer.Exit as e:
-        return e.exit_code
-    except typer.Abort:
-        err.print("aborted")
-        return 130
-    except Exception as e:  # click usage errors
-        import click
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            return e.exit_code
-        raise
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

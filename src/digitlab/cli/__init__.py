@@ -1,0 +1,37 @@
+"""The `digitlab` command: it parses arguments and calls the library, nothing more.
+
+Each module registers its commands on the one typer app; `main` turns our own errors into one clear line.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from ..errors import DigitlabError
+from . import chapter, training  # noqa: F401  (registers the commands)
+from .app import app, err
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; our own errors print as one clear line and exit with status 2."""
+    try:
+        rc = app(args=argv, standalone_mode=False)
+    except DigitlabError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        return 2
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return 130
+    except click.exceptions.ClickException as e:
+        e.show()
+        return e.exit_code
+    except typer.Exit as e:
+        return e.exit_code
+    return rc if isinstance(rc, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

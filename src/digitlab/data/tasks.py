@@ -1,0 +1,49 @@
+"""Tasks: which digits a model tells apart. Labels become class indices 0..C-1 in the order of `classes`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError, DataError
+from .mnist import Split, load_mnist
+
+TASKS: dict[str, tuple[int, ...]] = {"3v7": (3, 7), "digits": tuple(range(10))}
+
+
+@dataclass
+class TaskData:
+    """Train and valid splits with labels as class indices, and the digit each class stands for."""
+    train: Split
+    valid: Split
+    classes: tuple[int, ...]
+
+
+def to_classes(split: Split, classes: tuple[int, ...]) -> Split:
+    """Keep the images of `classes` (in file order) and relabel them 0..C-1."""
+    lookup = torch.full((256,), -1, dtype=torch.int64)
+    lookup[torch.tensor(classes)] = torch.arange(len(classes))
+    keep = lookup[split.labels] >= 0
+    return Split(split.images[keep], lookup[split.labels[keep]])
+
+
+def load_task(task: str = "digits", root: str | Path | None = None) -> TaskData:
+    """The task's splits from the MNIST files (valid is the 10000-image test set, or its 3s and 7s)."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}.")
+    classes = TASKS[task]
+    splits = {name: to_classes(s, classes) for name, s in load_mnist(root).items()}
+    for name, s in splits.items():
+        if len(s) == 0:
+            raise DataError(f"the {name} split has no images of {classes}: nothing to train or test on.")
+        present = torch.unique(s.labels).numel()
+        if present < 2:
+            raise DataError(f"the {name} split has a single class: a classifier needs at least two.")
+    return TaskData(splits["train"], splits["valid"], classes)
+
+
+def to_input(xb: torch.Tensor) -> torch.Tensor:
+    """uint8 images (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1]: what every image model takes."""
+    return xb.unsqueeze(1).float().div_(255)
