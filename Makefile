@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup reproduce test test-fast bench clean
+.PHONY: setup browser reproduce test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -20,7 +20,12 @@ $(STAMP): pyproject.toml
 reproduce: setup
 	$(VENV)/bin/digitlab reproduce
 
-test: setup
+# The web page's end-to-end test drives Debian's chromium (Playwright's own browser download fails offline).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "could not install chromium (needs root and apt); the browser test will fail"
+
+test: setup browser
 	$(PY) -m pytest
 
 test-fast: setup

@@ -13,25 +13,26 @@ from .app import DataOpt, app, out
 
 @app.command()
 def train(
-    task: str = typer.Option("digits", help="3v7 (the book's 3s and 7s) or digits (all ten)."),
-    model: str = typer.Option("cnn", help="Model name: linear, simple_net, mlp, cnn, ..."),
-    epochs: int = typer.Option(3, help="Passes over the training set."),
-    lr: float = typer.Option(0.01, help="Peak learning rate (one-cycle) or the constant rate."),
-    bs: int = typer.Option(128, help="Batch size."),
-    opt: str = typer.Option("sgd", help="sgd, adam or adamw."),
-    mom: float = typer.Option(0.9, help="SGD momentum / Adam beta1."),
-    wd: float = typer.Option(5e-4, help="Weight decay."),
-    schedule: str = typer.Option("one_cycle", help="one_cycle or constant."),
-    label_smoothing: float = typer.Option(0.0, help="Cross-entropy label smoothing."),
-    augment: bool = typer.Option(False, help="Random shifts, rotations and scaling of training batches."),
-    seed: int = typer.Option(42, help="Seed for weights, data order and augmentation."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
+    task: Optional[str] = typer.Option(None, help="3v7 (the book's 3s and 7s) or digits (all ten). [default: digits]"),
+    model: Optional[str] = typer.Option(None, help="Model name: linear, simple_net, mlp, cnn, ... [default: cnn]"),
+    epochs: Optional[int] = typer.Option(None, help="Passes over the training set."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate (one-cycle) or the constant rate."),
+    bs: Optional[int] = typer.Option(None, help="Batch size."),
+    opt: Optional[str] = typer.Option(None, help="sgd, adam or adamw."),
+    mom: Optional[float] = typer.Option(None, help="SGD momentum / Adam beta1."),
+    wd: Optional[float] = typer.Option(None, help="Weight decay."),
+    schedule: Optional[str] = typer.Option(None, help="one_cycle or constant."),
+    label_smoothing: Optional[float] = typer.Option(None, help="Cross-entropy label smoothing."),
+    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="Random shifts, rotations and scaling of training batches."),
+    seed: Optional[int] = typer.Option(None, help="Seed for weights, data order and augmentation."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
     runs: Path = typer.Option(Path("runs"), "--runs", help="Folder that holds run folders."),
     name: Optional[str] = typer.Option(None, help="Run folder name (default: date-time-task-model)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     data: Optional[Path] = DataOpt,
 ):
-    """Train a model and write a run folder (config, metrics, weights, plots).
+    """Train a model and write a run folder (config, metrics, weights, plots). Unset options take the
+    defaults of digitlab.config.TrainConfig (the default recipe).
 
     Example: [bold]digitlab train --task digits --model cnn --epochs 3 --lr 0.05[/]
     """
@@ -40,10 +41,11 @@ def train(
     from ..train.callbacks import PrintEpochs
     from ..train.trainer import fit
 
-    cfg = TrainConfig(task=task, model=model, epochs=epochs, lr=lr, bs=bs, opt=opt, mom=mom, wd=wd,
-                      schedule=schedule, label_smoothing=label_smoothing, augment=augment, seed=seed,
-                      device=device, data=str(data) if data else None)
-    run = new_run_dir(runs, name, f"{task}-{model}")
+    given = dict(task=task, model=model, epochs=epochs, lr=lr, bs=bs, opt=opt, mom=mom, wd=wd, schedule=schedule,
+                 label_smoothing=label_smoothing, augment=augment, seed=seed, device=device,
+                 data=str(data) if data else None)
+    cfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})
+    run = new_run_dir(runs, name, f"{cfg.task}-{cfg.model}")
     result = fit(cfg, cbs=[] if as_json else [PrintEpochs(printer=lambda *a, **k: out.print(*a, **k, highlight=False))])
     record_run(result, cfg, run)
     s = result.summary
