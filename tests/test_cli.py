@@ -90,3 +90,120 @@ def test_demos(tmp_path):
 def test_help_on_every_command():
     for args in (["--help"], ["reproduce", "--help"], ["data", "export", "--help"], ["demo", "sgd", "--help"]):
         assert "Usage" in digitlab(*args).stdout
+    for command in (["reproduce"], ["show"], ["data", "export"], ["demo", "gradient"], ["demo", "sgd"],
+                    ["demo", "plot"], ["train"], ["evaluate"], ["runs"], ["predict"], ["export"]):
+        text = digitlab(*command, "--help").stdout
+        assert "Usage" in text and f"Example: digitlab {' '.join(command)}" in " ".join(text.split()), command
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run through the real command: 3 vs 7, linear, 2 epochs (a second of training)."""
+    root = tmp_path_factory.mktemp("runs")
+    proc = digitlab("train", "--task", "3v7", "--model", "linear", "--epochs", "2", "--lr", "0.1", "--runs", root,
+                    "--name", "tiny")
+    return root / "tiny", proc
+
+
+def test_train_prints_plain_epoch_lines_when_not_a_terminal(trained):
+    run, proc = trained
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["epoch", "train_loss", "valid_loss", "accuracy", "time"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    for line, log in zip(lines[1:3], metrics):
+        cells = line.split()
+        assert int(cells[0]) == log["epoch"] and float(cells[3]) == pytest.approx(log["accuracy"], abs=1e-6)
+    assert "\x1b" not in proc.stdout and "\r" not in proc.stdout  # no bar, no escape codes in a log
+    assert f"run folder {run}" in proc.stdout and "report.html" in proc.stdout
+    for name in ("report.html", "plots/confusion_matrix.png", "plots/weights.png", "interpretation.json"):
+        assert (run / name).exists()
+
+
+def test_train_quiet_and_json(tmp_path):
+    quiet = digitlab("train", "--task", "3v7", "--model", "linear", "--epochs", "1", "--runs", tmp_path, "--quiet")
+    assert len(quiet.stdout.strip().splitlines()) == 1 and quiet.stdout.startswith("accuracy")
+    js = json.loads(digitlab("train", "--task", "3v7", "--model", "linear", "--epochs", "1", "--runs", tmp_path,
+                             "--name", "j", "--json").stdout)
+    assert js["run"] == str(tmp_path / "j") and js["status"] == "finished" and js["accuracy"] > 0.9
+    bad = digitlab("train", "--model", "resnet9000", "--runs", tmp_path, check=False)
+    assert bad.returncode == 2 and "model must be one of" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_runs_lists_the_run_with_its_scores(trained):
+    run, _ = trained
+    rows = json.loads(digitlab("runs", "--runs", run.parent, "--json").stdout)
+    summary = json.loads((run / "summary.json").read_text())
+    assert rows[0]["run"] == str(run) and rows[0]["accuracy"] == summary["accuracy"]
+    table = digitlab("runs", "--runs", run.parent).stdout
+    assert "tiny" in table and f"{summary['accuracy']:.4f}" in table
+    empty = digitlab("runs", "--runs", run.parent / "nothing").stdout
+    assert "no runs" in empty and "digitlab train" in empty
+
+
+def test_evaluate_rescores_with_per_digit_accuracy_and_confusion(trained):
+    run, _ = trained
+    res = json.loads(digitlab("evaluate", run, "--json").stdout)
+    summary = json.loads((run / "summary.json").read_text())
+    assert res["accuracy"] == pytest.approx(summary["accuracy"]) and res["n"] == 2038
+    cm = res["confusion_matrix"]
+    assert sum(map(sum, cm)) == 2038 and cm[0][1] + cm[1][0] == res["errors"]
+    text = digitlab("evaluate", run).stdout
+    assert "accuracy per digit" in text and "confusion matrix" in text
+
+
+def draw_digit(path, digit: int, size=(300, 260), ink="navy", paper="lightyellow", width=14):
+    """A digit drawn with strokes, as with a mouse: 1, 7 or 3 (the 3v7 model's classes and a one)."""
+    from PIL import ImageDraw
+
+    im = Image.new("RGB", size, paper)
+    d = ImageDraw.Draw(im)
+    if digit == 7:
+        d.line([(90, 50), (210, 50), (130, 220)], fill=ink, width=width, joint="curve")
+    elif digit == 3:
+        d.arc([90, 40, 200, 130], 180, 90, fill=ink, width=width)
+        d.arc([85, 120, 205, 225], 270, 160, fill=ink, width=width)
+    im.save(path)
+    return path
+
+
+def test_predict_on_my_own_drawings(trained, tmp_path):
+    run, _ = trained
+    seven, three = draw_digit(tmp_path / "seven.png", 7), draw_digit(tmp_path / "three.jpg", 3)
+    Image.new("L", (120, 120), 255).save(tmp_path / "blank.png")
+    res = json.loads(digitlab("predict", run, seven, three, tmp_path / "blank.png", "--json", "--show",
+                              tmp_path / "seen").stdout)
+    assert [r["label"] for r in res] == [7, 3, None]
+    assert res[2]["blank"] and "no digit found" in res[2]["message"]
+    assert abs(sum(res[0]["probabilities"].values()) - 1) < 1e-4 and set(res[0]["probabilities"]) == {"3", "7"}
+    with Image.open(tmp_path / "seen" / "seven.png") as im:
+        assert im.size == (224, 224)
+    text = digitlab("predict", run, seven, tmp_path / "blank.png").stdout
+    assert f"{seven}: 7" in text and "blank" in text
+    (tmp_path / "notes.txt").write_text("hello")
+    bad = digitlab("predict", run, tmp_path / "notes.txt", check=False)
+    assert bad.returncode == 2 and "Use a PNG, JPEG or WebP" in bad.stdout
+    missing = digitlab("predict", tmp_path / "no-run", seven, check=False)
+    assert missing.returncode == 2 and "`digitlab runs` lists the runs" in missing.stderr
+
+
+@pytest.mark.slow
+def test_export_onnx_and_torchscript_through_the_command(trained, tmp_path, mnist):
+    import onnxruntime as ort
+    import torch
+
+    from digitlab.predict import Classifier
+
+    run, _ = trained
+    x = mnist["valid"].images[:500].float().div(255).unsqueeze(1)
+    with torch.no_grad():
+        ref = Classifier.load(run).model(x)
+    proc = digitlab("export", run, "--format", "onnx", "--out", tmp_path / "m.onnx")
+    assert "same label as the original on 100.0% of 1000 test images" in proc.stdout
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+    assert (got.argmax(1) == ref.argmax(1)).all() and torch.allclose(got, ref, atol=1e-4)
+    digitlab("export", run, "--format", "torchscript")
+    scripted = torch.jit.load(str(run / "model.pt"))
+    assert torch.equal(scripted(x).argmax(1), ref.argmax(1))
+    bad = digitlab("export", run, "--format", "keras", check=False)
+    assert bad.returncode == 2 and "choose one of onnx, torchscript" in bad.stderr

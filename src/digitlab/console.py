@@ -29,3 +29,27 @@ def dict_table(d: dict, title: str | None = None) -> Table:
     for k, v in d.items():
         table.add_row(str(k), f"{v:.4f}" if isinstance(v, float) else str(v))
     return table
+
+
+def confusion_table(cm, classes) -> Table:
+    """A confusion matrix as a table: rows actual, columns predicted; right answers in bold."""
+    table = Table(title="confusion matrix (rows actual, columns predicted)")
+    table.add_column("actual", justify="right", style="bold")
+    for c in classes:
+        table.add_column(str(c), justify="right")
+    for i, c in enumerate(classes):
+        table.add_row(str(c), *[f"[bold]{int(v)}[/]" if i == j else ("." if int(v) == 0 else str(int(v)))
+                                for j, v in enumerate(cm[i].tolist())])
+    return table
+
+
+def runs_table(rows: Sequence[dict], title: str) -> Table:
+    """The runs list: name, task, model, epochs, final and best accuracy, seconds, status."""
+    table = Table(title=title)
+    for col in ("run", "task", "model", "epochs", "accuracy", "best", "seconds", "status"):
+        table.add_column(col, justify="left" if col in ("run", "task", "model", "status") else "right")
+    num = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    for r in rows:
+        table.add_row(r["run"], str(r["task"]), str(r["model"]), str(r["epochs"]), num(r["accuracy"], ".4f"),
+                      num(r["best_accuracy"], ".4f"), num(r["seconds"], ".1f"), r["status"])
+    return table

@@ -14,13 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from .errors import DigitlabError
 
 MAX_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
-INK_THRESHOLD = 0.2      # a pixel is ink when it is this far from the paper, relative to the darkest ink
+WORK_SIDE = 256          # larger images are reduced to this long side first: enough detail, bounded time
+INK_THRESHOLD = 0.25     # a pixel is ink when it is this far from the paper, relative to the strongest ink
 MIN_CONTRAST = 0.15      # below this difference between paper and ink (0..1), the image is blank
+MIN_INK_PIXELS = 4       # fewer ink pixels than this (after removing specks) is no digit
+STROKE_SIDE = 80         # the cropped digit is brought to this long side to even out its stroke width
+MNIST_STROKE = 1.84      # median stroke width of MNIST digits in their 20-pixel box (2*area/perimeter, measured)
 
 
 class ImageError(DigitlabError, ValueError):
@@ -41,37 +45,113 @@ def open_image(source: str | Path | bytes | Image.Image) -> Image.Image:
         if im.width * im.height > MAX_PIXELS:
             raise ImageError(f"{name}: {im.width}x{im.height} pixels is more than the {MAX_PIXELS} allowed; "
                              f"scale it down first.")
+        if im.format == "JPEG" and max(im.size) > 2 * WORK_SIDE:
+            im.draft("L", (WORK_SIDE, WORK_SIDE))  # decode big JPEGs at a reduced size: much faster
         im.load()
         return im
     except FileNotFoundError:
-        raise ImageError(f"{name}: no such file.") from None
+        raise ImageError(f"{name}: no such file. Check the path (`ls` it).") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name}: is a folder; give image files, or the folder's images as {name}/*.png.") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageError(f"{name}: not a readable image ({e.__class__.__name__}: {e}). Use a PNG, JPEG or WebP "
                          f"file.") from None
 
 
 def to_grey(im: Image.Image) -> np.ndarray:
-    """Grey levels in [0, 1]; transparent parts count as paper (white), as on a page."""
+    """Grey levels in [0, 1], reduced to at most WORK_SIDE; transparent parts count as paper (white), as on a page."""
     im = ImageOps.exif_transpose(im)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
         white = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(white, im)
-    return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    im = im.convert("L")
+    if max(im.size) > WORK_SIDE:
+        f = WORK_SIDE / max(im.size)
+        im = im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), Image.Resampling.BOX)
+    return np.asarray(im, dtype=np.float32) / 255.0
+
+
+def block_levels(grey: np.ndarray, q: float, blocks: int = 4) -> np.ndarray:
+    """The paper's level in a coarse grid of blocks (q-th percentile of each), spread back over the image.
+
+    Photographs are lit unevenly: the paper in one corner can be darker than the ink in another. A 3x3 maximum
+    (or minimum) over the grid lets a block filled by a thick stroke take its neighbours' paper level."""
+    h, w = grey.shape
+    ys, xs = np.linspace(0, h, blocks + 1).astype(int), np.linspace(0, w, blocks + 1).astype(int)
+    grid = np.array([[np.percentile(grey[ys[i]:ys[i + 1], xs[j]:xs[j + 1]], q) for j in range(blocks)]
+                     for i in range(blocks)], dtype=np.float32)
+    pad = np.pad(grid, 1, mode="edge")
+    stack = np.stack([pad[i:i + blocks, j:j + blocks] for i in range(3) for j in range(3)])
+    grid = stack.max(0) if q > 50 else stack.min(0)
+    return np.asarray(Image.fromarray(grid).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def ink_map(grey: np.ndarray) -> np.ndarray:
-    """Ink strength in [0, 1], bright on dark: inverted when the paper (the border's median) is light."""
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    paper = float(np.median(border))
-    ink = (paper - grey) if paper > 0.5 else (grey - paper)
-    strongest = float(ink.max()) if ink.size else 0.0
+    """Ink strength in [0, 1], bright on dark: inverted when the paper is light, evened out under uneven light."""
+    lo, paper, hi = np.percentile(grey, [1, 50, 99])
+    light_paper = (hi - paper) < (paper - lo) or (hi - lo < 1e-6 and paper > 0.5)  # most pixels are paper
+    if min(grey.shape) >= 48:
+        background = block_levels(grey, 90 if light_paper else 10)
+    else:
+        background = np.full_like(grey, np.percentile(grey, 90 if light_paper else 10))
+    ink = (background - grey) if light_paper else (grey - background)
+    strongest = float(np.percentile(ink, 99.9)) if ink.size else 0.0
     if strongest < MIN_CONTRAST:
         raise BlankImageError("no digit found: the image is blank (no ink stands out from the background). "
                               "Draw or photograph a digit with clear contrast.")
     ink = np.clip(ink / strongest, 0, 1)
     ink[ink < INK_THRESHOLD] = 0  # paper texture, shadows and JPEG noise
-    return ink
+    return remove_specks(ink)
+
+
+def remove_specks(ink: np.ndarray) -> np.ndarray:
+    """Drop ink pixels with fewer than two ink neighbours (salt noise, dust); strokes, even 1 pixel wide, stay."""
+    on = (ink > 0).astype(np.int8)
+    pad = np.pad(on, 1)
+    neighbours = sum(pad[1 + dy:1 + dy + on.shape[0], 1 + dx:1 + dx + on.shape[1]]
+                     for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+    keep = neighbours >= 2
+    if keep.sum() < MIN_INK_PIXELS:
+        raise BlankImageError("no digit found: only a few scattered dots stand out from the background. "
+                              "Draw or photograph a digit with clear contrast.")
+    return np.where(keep, ink, 0).astype(np.float32)
+
+
+def ink_box(ink: np.ndarray, trim: float = 0.003) -> tuple[slice, slice]:
+    """The rows and columns holding all but `trim` of the ink's mass at each end (stray marks far away are cut)."""
+    def span(mass: np.ndarray) -> slice:
+        c = np.cumsum(mass) / mass.sum()
+        return slice(int(np.searchsorted(c, trim)), int(np.searchsorted(c, 1 - trim)) + 1)
+    return span(ink.sum(1)), span(ink.sum(0))
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width of a binary drawing: 2 * area / perimeter (a stroke of length L and width w: 2Lw / 2L)."""
+    m = mask.astype(np.int8)
+    perimeter = np.abs(np.diff(np.pad(m, 1), axis=0)).sum() + np.abs(np.diff(np.pad(m, 1), axis=1)).sum()
+    return 2 * float(m.sum()) / max(float(perimeter), 1.0)
+
+
+def even_strokes(crop: np.ndarray) -> np.ndarray:
+    """Bring the digit to STROKE_SIDE and thicken hairlines (a mouse) or thin marker strokes to MNIST's width."""
+    h, w = crop.shape
+    f = STROKE_SIDE / max(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    im = Image.fromarray(crop).resize(size, Image.Resampling.BOX if f < 1 else Image.Resampling.BILINEAR)
+    arr = np.asarray(im, dtype=np.float32)
+    arr = arr / max(float(arr.max()), 1e-6)
+    target = MNIST_STROKE * STROKE_SIDE / 20
+    width = stroke_width(arr > 0.5)
+    if width < 0.6 * target:
+        k = int(round(target - width)) | 1  # odd size: a max filter of size k adds k - 1 to the width
+        arr = np.asarray(Image.fromarray(arr).filter(ImageFilter.MaxFilter(min(k, 15))), dtype=np.float32)
+    elif width > 1.8 * target:
+        k = int(round((width - target) / 2)) | 1
+        thinned = np.asarray(Image.fromarray(arr).filter(ImageFilter.MinFilter(min(k, 15))), dtype=np.float32)
+        if (thinned > 0.5).sum() > 0.25 * (arr > 0.5).sum():  # keep the digit if thinning would erase it
+            arr = thinned
+    return arr
 
 
 def centre_by_mass(box: np.ndarray) -> np.ndarray:
@@ -86,21 +166,35 @@ def centre_by_mass(box: np.ndarray) -> np.ndarray:
     return out
 
 
-def prepare_image(source: str | Path | bytes | Image.Image | np.ndarray) -> torch.Tensor:
-    """Any image of a digit -> float (28, 28) in [0, 1] that looks like an MNIST digit."""
-    grey = source.astype(np.float32) / (255.0 if source.max() > 1 else 1.0) if isinstance(source, np.ndarray) \
-        else to_grey(open_image(source))
+def as_grey(source: str | Path | bytes | Image.Image | np.ndarray) -> np.ndarray:
+    """Grey levels in [0, 1] from a file, bytes, a PIL image or an array (uint8 0..255, or floats in [0, 1])."""
+    if not isinstance(source, np.ndarray):
+        return to_grey(open_image(source))
+    grey = source.astype(np.float32)
+    if grey.ndim == 3 and grey.shape[-1] in (3, 4):
+        grey = grey[..., :3].mean(-1)
     if grey.ndim != 2 or min(grey.shape) < 1:
-        raise ImageError(f"expected a 2-D grey image, got an array of shape {grey.shape}.")
-    ink = ink_map(grey)
-    rows, cols = np.nonzero(ink)
-    crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        raise ImageError(f"expected a 2-D grey image, got an array of shape {source.shape}.")
+    return grey / 255.0 if source.dtype == np.uint8 or grey.max() > 1 else grey
+
+
+def prepare_image(source: str | Path | bytes | Image.Image | np.ndarray) -> torch.Tensor:
+    """Any image of a digit -> float (28, 28) in [0, 1] that looks like an MNIST digit.
+
+    Grey; ink found against the paper (inverted when the paper is light, evened out under uneven light); specks
+    removed; cropped to the ink; strokes brought to MNIST's width; scaled to fit 20x20 keeping the aspect;
+    centred by its centre of mass in 28x28. Raises BlankImageError when there is no digit to see."""
+    ink = ink_map(as_grey(source))
+    rows, cols = ink_box(ink)
+    crop = even_strokes(ink[rows, cols])
     h, w = crop.shape
     scale = 20.0 / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    resample = Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BILINEAR
-    small = np.asarray(Image.fromarray(crop).resize(size, resample), dtype=np.float32)
+    small = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
     return torch.from_numpy(centre_by_mass(np.clip(small, 0, 1)))
+
+
+UNSURE = 0.5  # a top probability below this is reported as a guess
 
 
 @dataclass
@@ -109,8 +203,29 @@ class Prediction:
     probs: dict[int, float]    # digit -> probability
     input: torch.Tensor        # the 28x28 image the model saw
 
+    @property
+    def confidence(self) -> float:
+        return self.probs[self.label]
+
     def to_dict(self) -> dict:
-        return {"label": self.label, "probabilities": {str(k): round(v, 6) for k, v in self.probs.items()}}
+        return {"label": self.label, "confidence": round(self.confidence, 6), "unsure": self.confidence < UNSURE,
+                "probabilities": {str(k): round(v, 6) for k, v in self.probs.items()}}
+
+
+@dataclass
+class Outcome:
+    """What `predict` says about one image: a prediction, or why there is none (blank, or unreadable)."""
+    image: str
+    prediction: Prediction | None = None
+    blank: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        if self.prediction is not None:
+            return {"image": self.image, **self.prediction.to_dict()}
+        if self.blank:
+            return {"image": self.image, "label": None, "blank": True, "message": self.error}
+        return {"image": self.image, "label": None, "error": self.error}
 
 
 class Classifier:
@@ -127,15 +242,89 @@ class Classifier:
         return cls(*load_model(resolve_model_file(run_or_file)))
 
     @torch.inference_mode()
-    def predict_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Probabilities (N, C) for prepared inputs (N, 28, 28) in [0, 1]."""
+    def predict_inputs(self, inputs: torch.Tensor, bs: int = 1024) -> torch.Tensor:
+        """Probabilities (N, C) for prepared inputs (N, 28, 28) in [0, 1], in batches of bs."""
         from .train.losses import softmax
 
         device = next(self.model.parameters()).device
-        return softmax(self.model(inputs.unsqueeze(1).to(device)).float()).cpu()
+        return torch.cat([softmax(self.model(inputs[i:i + bs].unsqueeze(1).to(device)).float()).cpu()
+                          for i in range(0, len(inputs), bs)]) if len(inputs) else torch.empty(0, len(self.classes))
+
+    def predictions(self, inputs: torch.Tensor) -> list[Prediction]:
+        return [Prediction(self.classes[int(p.argmax())], dict(zip(self.classes, p.tolist())), x)
+                for p, x in zip(self.predict_inputs(inputs), inputs)]
 
     def predict(self, sources: list) -> list[Prediction]:
         """Prepare each image and predict them in one batch. Raises ImageError/BlankImageError per bad image."""
-        inputs = torch.stack([prepare_image(s) for s in sources])
-        return [Prediction(self.classes[int(p.argmax())], dict(zip(self.classes, p.tolist())), x)
-                for p, x in zip(self.predict_inputs(inputs), inputs)]
+        return self.predictions(torch.stack([prepare_image(s) for s in sources]))
+
+    def predict_many(self, sources: list) -> list[Outcome]:
+        """Like predict, but never raises for one image: a blank or unreadable image gets an Outcome saying so."""
+        outcomes, inputs, slots = [], [], []
+        for s in sources:
+            name = str(s) if isinstance(s, (str, Path)) else "image"
+            try:
+                inputs.append(prepare_image(s))
+                slots.append(len(outcomes))
+                outcomes.append(Outcome(name))
+            except BlankImageError as e:
+                outcomes.append(Outcome(name, blank=True, error=str(e)))
+            except DigitlabError as e:
+                outcomes.append(Outcome(name, error=str(e)))
+        if inputs:
+            for i, p in zip(slots, self.predictions(torch.stack(inputs))):
+                outcomes[i].prediction = p
+        return outcomes
+
+
+def save_input(x: torch.Tensor, path: str | Path) -> Path:
+    """Save a prepared 28x28 input as a PNG (white ink on black, as the model sees it), scaled up 8x to be seen."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray((x.clamp(0, 1).numpy() * 255).round().astype(np.uint8))
+    img.resize((224, 224), Image.Resampling.NEAREST).save(path)
+    return path
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def expand_paths(paths: list[str | Path]) -> list[Path]:
+    """Files as given; a folder stands for the images directly inside it, sorted."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ImageError(f"{p}: a folder with no images ({', '.join(IMAGE_SUFFIXES)}) in it.")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+def uci_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The UCI handwritten digits that scikit-learn ships (1797 images, 8x8, 0..16 ink, 43 writers who are not
+    MNIST's): images as float (N, 8, 8) in [0, 1] bright ink on dark, and labels (N,). Read from the CSV inside
+    the installed scikit-learn package, so nothing is downloaded."""
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DigitlabError("the UCI digits come with scikit-learn: `pip install scikit-learn` (nothing else is "
+                            "downloaded), then run this again.")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "digits.csv.gz"
+    with gzip.open(path, "rt") as fh:
+        rows = np.loadtxt(fh, delimiter=",", dtype=np.float32)
+    return rows[:, :64].reshape(-1, 8, 8) / 16.0, rows[:, 64].astype(np.int64)
+
+
+def accuracy_on(clf: Classifier, images: list, labels: np.ndarray) -> dict:
+    """Prepare every image as `predict` does and score the predictions against the labels (digits)."""
+    outcomes = clf.predict_many(list(images))
+    preds = np.array([o.prediction.label if o.prediction else -1 for o in outcomes])
+    labels = np.asarray(labels)
+    per_digit = {str(d): float((preds[labels == d] == d).mean()) for d in sorted(set(labels.tolist()))}
+    return {"n": len(labels), "accuracy": float((preds == labels).mean()), "no_answer": int((preds == -1).sum()),
+            "per_digit": per_digit}

@@ -5,7 +5,9 @@ runs/<name>/
   metrics.csv/json  one row per epoch
   model.safetensors final weights, with architecture, classes and scores in the metadata
   summary.json      the final scores
-  plots/            curves, schedule, confusion matrix, weights (linear models)
+  interpretation.json  confusion matrix, per-class accuracy, most confused pairs, top losses
+  plots/            curves, schedule, confusion matrix, top losses, weights (linear models)
+  report.html       all of the above in one self-contained page (images embedded)
 """
 
 from __future__ import annotations
@@ -71,23 +73,33 @@ def resolve_model_file(run_or_file: str | Path) -> Path:
     return p
 
 
+def read_json_or(path: Path, default):
+    """The JSON in path, or default when it is missing or not JSON (a run cut short, a file edited by hand)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
 def list_runs(root: str | Path = RUNS_ROOT) -> list[dict]:
-    """Every run under root with its config and final scores, newest first."""
+    """Every run under root with its config and final and best scores, newest first."""
     rows = []
     for run in sorted(Path(root).glob("*/"), reverse=True):
         if not (run / "config.json").exists():
             continue
-        config = json.loads((run / "config.json").read_text()).get("config", {})
-        summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+        config = read_json_or(run / "config.json", {}).get("config", {})
+        summary = read_json_or(run / "summary.json", {})
         rows.append({"run": str(run), "task": config.get("task"), "model": config.get("model"),
                      "epochs": config.get("epochs"), "accuracy": summary.get("accuracy"),
-                     "best_accuracy": summary.get("best_accuracy"), "seconds": summary.get("train_seconds"),
-                     "status": summary.get("status", "unfinished")})
+                     "best_accuracy": summary.get("best_accuracy"), "valid_loss": summary.get("valid_loss"),
+                     "seconds": summary.get("train_seconds"), "status": summary.get("status", "unfinished")})
     return rows
 
 
 def record_run(result, cfg, run: Path, plots: bool = True) -> Path:
-    """Write a finished TrainResult into the run folder: config, metrics, weights, summary, plots."""
+    """Write a finished TrainResult into the run folder: config, metrics, weights, summary, plots, report."""
+    from .interpret import Interpretation
+    from .report import write_report
     from .weights import save_model
 
     device = result.summary.get("device")
@@ -99,14 +111,20 @@ def record_run(result, cfg, run: Path, plots: bool = True) -> Path:
             "epochs": result.summary["epochs_done"], "config": cfg.to_dict()}
     save_model(result.learn.model, run / MODEL_FILE, meta)
     write_json(run / "summary.json", result.summary)
+    interp = None
+    if result.data is not None:
+        interp = Interpretation.from_model(result.learn.model, result.data.valid, result.summary["classes"])
+        write_json(run / "interpretation.json", interp.to_dict())
     if plots:
-        write_run_plots(result, run / "plots")
+        write_run_plots(result, run / "plots", interp, cfg.model)
+    write_report(run)
     return run
 
 
-def write_run_plots(result, folder: Path) -> list[Path]:
-    """Loss and accuracy curves, and the learning rate per batch."""
-    from .viz.figures import curves_figure, new_figure, save
+def write_run_plots(result, folder: Path, interp=None, model_name: str | None = None) -> list[Path]:
+    """Loss and accuracy curves, the learning rate per batch, the confusion matrix and top losses, and a linear
+    model's weights as one 28x28 image per class."""
+    from .viz.figures import curves_figure, new_figure, save, weights_figure
 
     rec = result.recorder
     paths = [save(curves_figure(rec.logs, rec.losses, "accuracy"), folder / "curves.png")]
@@ -117,4 +135,19 @@ def write_run_plots(result, folder: Path) -> list[Path]:
         ax.set_ylabel("learning rate")
         ax.grid(alpha=0.3)
         paths.append(save(fig, folder / "lr_schedule.png"))
+    if interp is not None:
+        paths.append(save(interp.plot_confusion_matrix(f"confusion matrix (accuracy {interp.accuracy:.4f})"),
+                          folder / "confusion_matrix.png"))
+        paths.append(save(interp.plot_top_losses(10), folder / "top_losses.png"))
+    linear = linear_weight(result.learn.model) if model_name == "linear" else None
+    if linear is not None:
+        paths.append(save(weights_figure(linear, result.summary["classes"]), folder / "weights.png"))
     return paths
+
+
+def linear_weight(model) -> torch.Tensor | None:
+    """The (C, 784) weight of a model whose only layer with weights is one Linear over the 784 pixels."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if len(layers) == 1 and layers[0].in_features == 28 * 28:
+        return layers[0].weight.detach().cpu()
+    return None

@@ -11,8 +11,16 @@ import click
 import typer
 
 from ..errors import DigitlabError
-from . import chapter, training  # noqa: F401  (registers the commands)
+from . import chapter, recipes, serving, training  # noqa: F401  (registers the commands)
 from .app import app, err
+
+try:  # typer >= 0.20 vendors click as typer._click; older releases raise click's own exceptions
+    from typer._click.exceptions import ClickException as TyperClickException
+except ImportError:  # pragma: no cover
+    TyperClickException = click.exceptions.ClickException
+USAGE_ERRORS = (click.exceptions.ClickException, TyperClickException)
+ABORTS = (click.exceptions.Abort, getattr(typer, "Abort", click.exceptions.Abort))
+EXITS = (click.exceptions.Exit, typer.Exit)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,13 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     except DigitlabError as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         return 2
-    except click.exceptions.Abort:
+    except ABORTS:
         err.print("aborted")
         return 130
-    except click.exceptions.ClickException as e:
+    except USAGE_ERRORS as e:  # a bad option or argument: the usage line and what was wrong
         e.show()
         return e.exit_code
-    except typer.Exit as e:
+    except EXITS as e:
         return e.exit_code
     return rc if isinstance(rc, int) else 0
 

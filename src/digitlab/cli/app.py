@@ -10,8 +10,8 @@ from rich.console import Console
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                   help="MNIST from scratch, the way fastbook chapter 4 builds it. Start with [bold]digitlab reproduce[/].")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # long paths stay on one line in logs and pipes
+err = Console(stderr=True, soft_wrap=True)
 
 DataOpt: Optional[Path] = typer.Option(None, "--data", help="Folder with the four MNIST IDX files "
                                        "(default: the repo's data/mnist, or $DIGITLAB_DATA).")

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
-from .app import DataOpt, app, out
+from .app import DataOpt, app, err, out
 
 
 @app.command()
@@ -28,111 +29,174 @@ def train(
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
     runs: Path = typer.Option(Path("runs"), "--runs", help="Folder that holds run folders."),
     name: Optional[str] = typer.Option(None, help="Run folder name (default: date-time-task-model)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run folder from its checkpoint "
+                                          "(its own config is used; other options are ignored)."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Also checkpoint every N steps (always: every epoch)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress: print only the final line."),
+    as_json: bool = typer.Option(False, "--json", help="No progress; print the summary as JSON (for scripts)."),
     data: Optional[Path] = DataOpt,
 ):
-    """Train a model and write a run folder (config, metrics, weights, plots). Unset options take the
-    defaults of digitlab.config.TrainConfig (the default recipe).
+    """Train a model and write a run folder (config, metrics, weights, plots, report.html). Unset options take
+    the defaults of digitlab.config.TrainConfig (the default recipe). On a terminal a bar shows each epoch's
+    progress; piped into a file, one plain line per epoch.
 
     Example: [bold]digitlab train --task digits --model cnn --epochs 3 --lr 0.05[/]
+    Example: [bold]digitlab train --task 3v7 --model linear --epochs 1 --name first[/]
     """
     from ..config import TrainConfig
-    from ..runs import new_run_dir, record_run
-    from ..train.callbacks import PrintEpochs
-    from ..train.trainer import fit
+    from ..train.progress import ProgressCallback
+    from ..train.trainer import divergence_message, train_run
 
     given = dict(task=task, model=model, epochs=epochs, lr=lr, bs=bs, opt=opt, mom=mom, wd=wd, schedule=schedule,
                  label_smoothing=label_smoothing, augment=augment, seed=seed, device=device,
                  data=str(data) if data else None)
-    cfg = TrainConfig(**{k: v for k, v in given.items() if v is not None})
-    run = new_run_dir(runs, name, f"{cfg.task}-{cfg.model}")
-    result = fit(cfg, cbs=[] if as_json else [PrintEpochs(printer=lambda *a, **k: out.print(*a, **k, highlight=False))])
-    record_run(result, cfg, run)
-    s = result.summary
+    cfg = None if resume else TrainConfig(**{k: v for k, v in given.items() if v is not None})
+    result = train_run(cfg, runs, name, resume, checkpoint_every,
+                       cbs=[ProgressCallback(out, "quiet" if quiet or as_json else "auto")])
+    s, run = result.summary, result.run_dir
     if as_json:
         print(json.dumps({"run": str(run), **s}, indent=2))
     else:
         out.print(f"accuracy {s['accuracy']:.4f} ({s['errors']} errors in {s['n_valid']}) after "
                   f"{s['epochs_done']} epochs, {s['train_seconds']:.1f}s; run folder {run}", highlight=False)
-    return 3 if s["status"] == "diverged" else 0
+        if not quiet:
+            out.print(f"report: {run / 'report.html'}; next: digitlab predict {run} my_digit.png", highlight=False)
+    if s["status"] == "diverged":
+        err.print(f"[red]error:[/] {divergence_message(s['diverged'])}", highlight=False)
+        return 3
+    if s["status"] == "interrupted":
+        err.print(f"stopped by {s['interrupted']}; checkpoint saved. Continue with: digitlab train --resume {run}",
+                  highlight=False)
+        return 130 if s["interrupted"] == "SIGINT" else 143
+    return 0
 
 
 @app.command()
 def evaluate(run: Path = typer.Argument(..., help="A run folder or a .safetensors file."),
+             uci_digits: bool = typer.Option(False, "--uci-digits", help="Score on the 1797 UCI handwritten digits "
+                                             "(not MNIST; shipped inside scikit-learn) through predict's preprocessing."),
              as_json: bool = typer.Option(False, "--json", help="Print JSON."),
              data: Optional[Path] = DataOpt):
-    """Re-score a saved model on the test set of its task.
+    """Re-score a saved model on the test set of its task: accuracy, loss, accuracy per digit and the confusion
+    matrix (rows actual, columns predicted).
 
     Example: [bold]digitlab evaluate runs/20261126-120000-digits-cnn[/]
+    Example: [bold]digitlab evaluate runs/my-run --uci-digits[/]
     """
+    from ..console import confusion_table, dict_table
     from ..data.tasks import TASKS, load_task
+    from ..interpret import Interpretation
     from ..predict import Classifier
-    from ..train.trainer import evaluate as score
 
     clf = Classifier.load(run)
+    if uci_digits:
+        return evaluate_uci(clf, as_json)
     task = clf.meta.get("task") or next(t for t, c in TASKS.items() if list(c) == clf.classes)
-    res = score(clf.model, load_task(task, data).valid)
-    summary = {"task": task, "accuracy": res["accuracy"], "errors": res["errors"], "n": res["n"], "loss": res["loss"]}
+    interp = Interpretation.from_model(clf.model, load_task(task, data).valid, clf.classes)
+    summary = {"task": task, "accuracy": interp.accuracy, "errors": int((interp.preds != interp.actual).sum()),
+               "n": len(interp.actual), "loss": interp.losses.mean().item(), **interp.to_dict()}
     if as_json:
         print(json.dumps(summary, indent=2))
-    else:
-        out.print(f"{task}: accuracy {res['accuracy']:.4f} ({res['errors']} errors in {res['n']}), loss "
-                  f"{res['loss']:.4f}", highlight=False)
+        return
+    out.print(f"{task}: accuracy {summary['accuracy']:.4f} ({summary['errors']} errors in {summary['n']}), loss "
+              f"{summary['loss']:.4f}", highlight=False)
+    out.print(dict_table(interp.per_class_accuracy(), title="accuracy per digit"))
+    out.print(confusion_table(interp.confusion_matrix(), interp.classes))
+
+
+def evaluate_uci(clf, as_json: bool):
+    """Accuracy on the UCI digits (8x8, 43 writers), each image prepared as `predict` prepares a user's image."""
+    from ..console import dict_table
+    from ..predict import accuracy_on, uci_digits
+
+    images, labels = uci_digits()
+    keep = np.isin(labels, clf.classes)
+    res = {"dataset": "UCI handwritten digits (scikit-learn load_digits)",
+           **accuracy_on(clf, list(images[keep]), labels[keep])}
+    if as_json:
+        print(json.dumps(res, indent=2))
+        return
+    out.print(f"UCI digits: accuracy {res['accuracy']:.4f} on {res['n']} images ({res['no_answer']} without an "
+              f"answer)", highlight=False)
+    out.print(dict_table(res["per_digit"], title="accuracy per digit"))
 
 
 @app.command("runs")
 def list_runs_cmd(runs: Path = typer.Option(Path("runs"), "--runs", help="Folder that holds run folders."),
                   as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
-    """List the runs with their task, model and best scores.
+    """List the runs, newest first, with their task, model, final and best accuracy.
 
-    Example: [bold]digitlab runs[/]
+    Example: [bold]digitlab runs --runs runs[/]
     """
-    from rich.table import Table
-
+    from ..console import runs_table
     from ..runs import list_runs
 
     rows = list_runs(runs)
     if as_json:
         print(json.dumps(rows, indent=2))
-        return
-    table = Table(title=f"runs in {runs}")
-    for col in ("run", "task", "model", "epochs", "accuracy", "seconds", "status"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["run"], str(r["task"]), str(r["model"]), str(r["epochs"]),
-                      f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "-",
-                      f"{r['seconds']:.1f}" if r["seconds"] is not None else "-", r["status"])
-    out.print(table)
+    elif not rows:
+        out.print(f"no runs in {runs}; `digitlab train` makes one (or pass --runs FOLDER).", highlight=False)
+    else:
+        out.print(runs_table(rows, f"runs in {runs}"))
 
 
 @app.command()
 def predict(run: Path = typer.Argument(..., help="A run folder or a .safetensors file."),
-            images: list[Path] = typer.Argument(..., help="PNG, JPEG or WebP files of digits, any size or colour."),
-            as_json: bool = typer.Option(False, "--json", help="Print JSON: one object per image.")):
-    """Predict the digit in each image (preprocessed like MNIST: grey, inverted if needed, cropped, centred).
+            images: list[Path] = typer.Argument(..., help="PNG, JPEG or WebP files of single digits, any size or "
+                                                "colour; a folder stands for the images in it."),
+            as_json: bool = typer.Option(False, "--json", help="Print JSON: one object per image."),
+            show: Optional[Path] = typer.Option(None, "--show", help="Save the 28x28 each image became (what the "
+                                                "model saw) as <folder>/<image name>.png.")):
+    """Predict the digit in each image. Each is made to look like MNIST first: grey, inverted if the paper is
+    light, cropped to the ink, strokes evened, scaled into 20x20 and centred by mass in 28x28. A blank image
+    is answered as blank, not guessed.
 
     Example: [bold]digitlab predict runs/my-run my_digit.png[/]
+    Example: [bold]digitlab predict runs/my-run photos/ --json --show seen/[/]
     """
-    from ..errors import DigitlabError
-    from ..predict import Classifier
+    from ..predict import Classifier, expand_paths, save_input
 
     clf = Classifier.load(run)
-    results, failed = [], 0
-    for path in images:
-        try:
-            p = clf.predict([path])[0]
-            results.append({"image": str(path), **p.to_dict()})
-        except DigitlabError as e:
-            failed += 1
-            results.append({"image": str(path), "error": str(e)})
+    outcomes = clf.predict_many(expand_paths(images))
+    if show:
+        for o in outcomes:
+            if o.prediction is not None:
+                save_input(o.prediction.input, show / f"{Path(o.image).stem}.png")
     if as_json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps([o.to_dict() for o in outcomes], indent=2))
     else:
-        for r in results:
-            if "error" in r:
-                out.print(f"{r['image']}: [red]{r['error']}[/]", highlight=False)
-            else:
-                top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:3]
-                out.print(f"{r['image']}: [bold]{r['label']}[/]  (" + ", ".join(f"{k}: {v:.3f}" for k, v in top) + ")",
-                          highlight=False)
-    return 2 if failed else 0
+        for o in outcomes:
+            out.print(describe(o.to_dict()), highlight=False)
+    return 2 if any(o.error and not o.blank for o in outcomes) else 0
+
+
+def describe(r: dict) -> str:
+    """One line for one image: the label and the top probabilities, or why there is none."""
+    if r.get("blank"):
+        return f"{r['image']}: [yellow]blank[/] ({r['message']})"
+    if r.get("error"):
+        return f"{r['image']}: [red]error[/] {r['error']}"
+    top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:3]
+    note = "  [yellow]unsure: the model is guessing[/]" if r["unsure"] else ""
+    return f"{r['image']}: [bold]{r['label']}[/]  (" + ", ".join(f"{k}: {v:.3f}" for k, v in top) + ")" + note
+
+
+@app.command("export")
+def export_cmd(run: Path = typer.Argument(..., help="A run folder or a .safetensors file."),
+               fmt: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript."),
+               dest: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: beside the "
+                                                   "weights, model.onnx or model.pt)."),
+               data: Optional[Path] = DataOpt):
+    """Export a saved model to ONNX (run by onnxruntime) or TorchScript, and check that the export predicts
+    the same labels as the original on 1000 test images.
+
+    Example: [bold]digitlab export runs/my-run --format onnx[/]
+    Example: [bold]digitlab export runs/my-run --format torchscript --out model.pt[/]
+    """
+    from ..data.mnist import load_split
+    from ..export import export_model
+
+    images = load_split("valid", data).images[:1000].float() / 255
+    path, check = export_model(run, fmt, dest, images)
+    out.print(f"wrote {path}: same label as the original on {check['same_labels']:.1%} of {check['n']} test "
+              f"images, largest score difference {check['max_abs_diff']:.2e}", highlight=False)

@@ -17,7 +17,9 @@ class Recorder(Callback):
     order = 50
 
     def before_fit(self, learn):
-        self.logs, self._losses, self.lrs = [], [], []
+        if not getattr(self, "restored", False):  # a resumed fit keeps the history loaded from the checkpoint
+            self.logs, self._losses, self.lrs = [], [], []
+        self.restored = False
 
     def after_batch(self, learn):
         if learn.training:
@@ -26,6 +28,16 @@ class Recorder(Callback):
 
     def after_epoch(self, learn):
         self.logs.append(dict(learn.log))
+
+    def state_dict(self) -> dict:
+        """History so far, for checkpoints (curves stay whole across a resume)."""
+        return {"logs": self.logs, "losses": torch.tensor(self.losses), "lrs": torch.tensor(self.lrs, dtype=torch.float64)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.logs = list(state.get("logs", []))
+        self._losses = [torch.tensor(v) for v in state["losses"].tolist()] if "losses" in state else []
+        self.lrs = state["lrs"].tolist() if "lrs" in state else []
+        self.restored = True
 
     @property
     def losses(self) -> list[float]:

@@ -9,6 +9,7 @@ skips the rest of that level and its `after_` event; its `cleanup_` event always
 from __future__ import annotations
 
 import time
+from itertools import islice
 from typing import Callable, Iterable, Sequence
 
 import torch
@@ -55,7 +56,8 @@ class Learner:
 
     Attributes callbacks may read and write: model, dls, loss_func, opt, lr, metrics, cbs, n_epochs, epoch,
     training, dl, iter (batch index), n_iter (batches this pass), xb, yb, preds, loss, log (this epoch's results:
-    epoch, train_loss, valid_loss, one entry per metric, time), and pct_train (fraction of training done).
+    epoch, train_loss, valid_loss, one entry per metric, time), pct_train (fraction of training done), and
+    resume_from (a checkpoint position {"epoch", "iter", "sums", "count"} that the next fit starts at).
     """
 
     def __init__(self, model: nn.Module | Callable, dls, loss_func: Callable, lr: float = 0.1,
@@ -66,6 +68,8 @@ class Learner:
         self.params = list(params) if params is not None else None  # for plain functions such as the book's linear1
         self.opt, self.epoch, self.n_epochs, self.log = None, 0, 0, {}
         self.training, self.pct_train = False, 0.0
+        self.resume_from: dict | None = None  # set by digitlab.train.checkpoint.restore: where fit starts
+        self.epochs_before = 0  # epochs trained by earlier calls of fit, so a second fit sees new data orders
         self.index_callbacks()
 
     # the step, as small methods a subclass can override
@@ -129,10 +133,17 @@ class Learner:
         self.training, self.dl = training, self.dls.train if training else self.dls.valid
         if hasattr(self.model, "train"):
             self.model.train(training)
+        if training and hasattr(self.dl, "set_epoch"):
+            self.dl.set_epoch(self.epochs_before + self.epoch)  # order = f(seed, epoch): resumable, same on every rank
         self.sums = torch.zeros(1 + (0 if training else len(self.metrics)), device=self.dls.valid.device)
-        self.count, self.n_iter = 0, len(self.dl)
+        self.count, self.n_iter, start = 0, len(self.dl), 0
+        if training and self.resume_from is not None:  # continue a checkpointed epoch mid-way
+            start, self.count = self.resume_from["iter"], self.resume_from["count"]
+            self.sums = self.resume_from["sums"].to(self.sums.device)
+            self.resume_from = None
+        self.pct_train = (self.epoch * self.n_iter + start) / (self.n_iter * self.n_epochs) if training else self.pct_train
         with torch.set_grad_enabled(training):
-            for self.iter, (self.xb, self.yb) in enumerate(self.dl):
+            for self.iter, (self.xb, self.yb) in enumerate(islice(self.dl, start, None), start):
                 self.with_events("batch", self.one_batch)
                 if training:
                     self.pct_train += 1 / (self.n_iter * self.n_epochs)
@@ -179,13 +190,30 @@ class Learner:
         try:
             self.with_events("fit", self.all_epochs)
         finally:
+            self.epochs_before += self.epoch + 1
             for cb in cbs:
                 self.cbs.remove(cb)
         return self
 
     def all_epochs(self) -> None:
-        for self.epoch in range(self.n_epochs):
+        start = self.resume_from["epoch"] if self.resume_from else 0
+        for self.epoch in range(start, self.n_epochs):
             self.with_events("epoch", self.one_epoch)
+
+    def fit_one_cycle(self, n_epochs: int, lr_max: float | None = None, pct_start: float = 0.25, div: float = 25.0,
+                      div_final: float = 1e4, moms: tuple[float, float, float] | None = (0.95, 0.85, 0.95),
+                      cbs: Iterable[Callback] = (), **kwargs) -> "Learner":
+        """fit with the one-cycle schedule (cosine lr up then down, momentum the other way; see schedule.py)."""
+        from .schedule import OneCycle
+
+        lr_max = self.lr if lr_max is None else lr_max
+        return self.fit(n_epochs, lr_max, cbs=[OneCycle(lr_max, pct_start, div, div_final, moms), *cbs], **kwargs)
+
+    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True):
+        """Sweep the rate exponentially, stop on divergence, restore model and optimizer exactly; see lr_find.py."""
+        from .lr_find import lr_find
+
+        return lr_find(self, start_lr, end_lr, num_it, stop_div)
 
     def validate(self) -> dict:
         """Run one validation pass now; return its log (valid_loss and metrics)."""

@@ -119,20 +119,90 @@ class TrainResult:
     data: TaskData | None = field(default=None, repr=False)
 
 
-def fit(cfg: TrainConfig, cbs: Iterable[Callback] = (), data: TaskData | None = None) -> TrainResult:
-    """Train per the config and evaluate on the validation (test) set; writes nothing."""
+CHECKPOINT_FILE = "checkpoint.safetensors"
+
+
+def fit(cfg: TrainConfig, cbs: Iterable[Callback] = (), data: TaskData | None = None, run_dir: Path | None = None,
+        resume: bool = False, checkpoint_every: int | None = None) -> TrainResult:
+    """Train per the config and evaluate on the validation (test) set.
+
+    With `run_dir`, a checkpoint is kept there (every epoch, every `checkpoint_every` steps, and on SIGINT or
+    SIGTERM), and `resume=True` continues from it exactly. Writes nothing else: see digitlab.runs.record_run.
+    """
+    from .checkpoint import Checkpointer, restore
+
     device = resolve_device(cfg.device)
     data = data or load_task(cfg.task, cfg.data)
-    learn = build_learner(cfg, data, device, cbs)
+    ckpt = Path(run_dir) / CHECKPOINT_FILE if run_dir is not None else None
+    extra = [Checkpointer(ckpt, checkpoint_every, cfg.to_dict())] if ckpt else []
+    learn = build_learner(cfg, data, device, [*extra, *cbs])
+    if resume:
+        restore(learn, ckpt, cfg.to_dict())
     start = time.perf_counter()
     learn.fit(cfg.epochs, cfg.lr)
     seconds = time.perf_counter() - start
     rec = next(cb for cb in learn.cbs if isinstance(cb, Recorder))
+    kept = learn.diverged and ckpt is not None and ckpt.exists()
+    if kept:
+        restore_weights(learn.model, ckpt)  # the last good weights, not the NaNs
     final = evaluate(learn.model, data.valid)
     accs = [log.get("accuracy", 0.0) for log in rec.logs]
-    summary = {"status": "diverged" if learn.diverged else "finished", "diverged": learn.diverged,
+    status = "diverged" if learn.diverged else "interrupted" if getattr(learn, "interrupted", None) else "finished"
+    if learn.diverged:
+        learn.diverged["kept_checkpoint"] = bool(kept)
+    summary = {"status": status, "diverged": learn.diverged, "interrupted": getattr(learn, "interrupted", None),
                "accuracy": final["accuracy"], "errors": final["errors"], "n_valid": final["n"],
                "valid_loss": final["loss"], "best_accuracy": max(accs) if accs else None,
                "epochs_done": len(rec.logs), "train_seconds": seconds, "params": n_params(learn.model),
                "device": str(device), "classes": list(data.classes)}
-    return TrainResult(learn, rec, summary, data=data)
+    return TrainResult(learn, rec, summary, run_dir=run_dir, data=data)
+
+
+def restore_weights(model: torch.nn.Module, ckpt: Path) -> None:
+    """Only the model weights of a checkpoint."""
+    from .checkpoint import load_checkpoint
+
+    tensors, _ = load_checkpoint(ckpt)
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+
+
+def divergence_message(diverged: dict) -> str:
+    kept = ("the weights of the last checkpoint before it were kept" if diverged.get("kept_checkpoint")
+            else "no checkpoint had been written yet, so there are no good weights to keep")
+    return (f"training diverged: the loss became {diverged['loss']} at epoch {diverged['epoch']}, step "
+            f"{diverged['step']}. Lower the learning rate (try `digitlab lr-find` to choose one); {kept}.")
+
+
+def start_run(cfg: TrainConfig, runs_root: str | Path = "runs", name: str | None = None) -> Path:
+    """Create the run folder and write config.json first, so that an interrupted run can be resumed."""
+    from ..runs import environment, new_run_dir, write_json
+
+    run = new_run_dir(runs_root, name, f"{cfg.task}-{cfg.model}")
+    write_json(run / "config.json", {"config": cfg.to_dict(), "environment": environment(resolve_device(cfg.device))})
+    return run
+
+
+def run_config(run: str | Path) -> TrainConfig:
+    """The config a run folder was started with."""
+    import json
+
+    path = Path(run) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{run}: not a run folder (no config.json). `digitlab runs` lists the runs.")
+    return TrainConfig.from_dict(json.loads(path.read_text())["config"])
+
+
+def train_run(cfg: TrainConfig | None = None, runs_root: str | Path = "runs", name: str | None = None,
+              resume: str | Path | None = None, checkpoint_every: int | None = None,
+              cbs: Iterable[Callback] = ()) -> TrainResult:
+    """`digitlab train`: a new run folder (or, with `resume`, an interrupted one continued exactly), training
+    with checkpoints, then the run record (metrics, weights, plots, report)."""
+    from ..runs import record_run
+
+    if resume is not None:
+        run, cfg = Path(resume), run_config(resume)
+    else:
+        run = start_run(cfg, runs_root, name)
+    result = fit(cfg, cbs, run_dir=run, resume=resume is not None, checkpoint_every=checkpoint_every)
+    record_run(result, cfg, run)
+    return result

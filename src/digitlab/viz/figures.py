@@ -118,3 +118,57 @@ def histories_figure(histories: dict[str, Sequence[float]], book: dict[str, floa
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig
+
+
+def image_grid_figure(images: Sequence[torch.Tensor], titles: Sequence[str], ncols: int | None = None,
+                      size: float = 1.6, cmap: str = "Greys"):
+    """Images in a grid (show_batch, top losses), each with a small title."""
+    import math
+
+    n = max(len(images), 1)
+    ncols = ncols or min(n, 5)
+    nrows = math.ceil(n / ncols)
+    fig, axes = new_figure(size * ncols, (size + 0.25) * nrows + 0.3, nrows, ncols,
+                           dict(left=0.02, right=0.98, bottom=0.02, top=0.88, wspace=0.1, hspace=0.35))
+    axes = axes if isinstance(axes, list) else [axes]
+    for i, ax in enumerate(axes):
+        if i < len(images):
+            show_image(ax, images[i], None, cmap)
+            ax.set_title(titles[i], fontsize=7)
+        else:
+            ax.set_axis_off()
+    return fig
+
+
+def confusion_figure(cm: torch.Tensor, classes: Sequence[int], title: str | None = None):
+    """A confusion matrix (rows actual, columns predicted) with the count in each cell."""
+    n = len(classes)
+    side = max(3.0, 0.45 * n + 1.5)
+    fig, ax = new_figure(side, side, margins=dict(left=0.16, right=0.97, bottom=0.14, top=0.9))
+    values = cm.float()
+    ax.imshow(values.numpy(), cmap="Blues")
+    high = values.max().item() / 2
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7 if n > 5 else 10,
+                    color="white" if values[i, j] > high else "black")
+    ax.set_xticks(range(n), [str(c) for c in classes])
+    ax.set_yticks(range(n), [str(c) for c in classes])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title or "confusion matrix")
+    return fig
+
+
+def weights_figure(weight: torch.Tensor, classes: Sequence[int]):
+    """A linear model's weights as one 28x28 image per class (red positive, blue negative)."""
+    w = weight.detach().cpu().float().view(len(classes), 28, 28)
+    fig, axes = new_figure(1.6 * len(classes), 2.0, 1, len(classes), IMAGE_MARGINS)
+    axes = axes if isinstance(axes, list) else [axes]
+    for ax, img, c in zip(axes, w, classes):
+        lim = img.abs().max().item() or 1.0
+        ax.imshow(img.numpy(), cmap="coolwarm", vmin=-lim, vmax=lim)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"weights of {c}", fontsize=8)
+    return fig

@@ -1,0 +1,54 @@
+"""Batch augmentation on whatever device the batch is on: random translation, rotation and scale of each image.
+
+One random affine map per image, drawn from a seeded CPU generator (so a seed gives the same maps on CPU and GPU),
+applied to the whole batch at once with affine_grid + grid_sample. Pixels moved in from outside are black (0),
+as the background of an MNIST digit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..train.learner import Callback
+
+
+def random_affine(n: int, g: torch.Generator, shift: float = 2.0, degrees: float = 10.0,
+                  scale: float = 0.1) -> torch.Tensor:
+    """(n, 2, 3) affine maps for affine_grid: rotation within +-degrees, zoom within 1 +- scale, and translation
+    within +-shift pixels of a 28-pixel image, each uniform and independent per image."""
+    u = torch.rand(n, 4, generator=g) * 2 - 1                   # (n, 4) in [-1, 1)
+    angle = u[:, 0] * math.radians(degrees)
+    zoom = 1 + u[:, 1] * scale                                  # > 1 makes the digit bigger
+    tx, ty = u[:, 2] * shift * 2 / 28, u[:, 3] * shift * 2 / 28  # affine_grid spans [-1, 1] over 28 pixels
+    cos, sin = angle.cos() / zoom, angle.sin() / zoom
+    # theta maps output coordinates to input ones: dividing by zoom enlarges the digit
+    return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+
+
+def augment_batch(xb: torch.Tensor, g: torch.Generator, shift: float = 2.0, degrees: float = 10.0,
+                  scale: float = 0.1) -> torch.Tensor:
+    """xb (N, C, H, W) float -> the same shape, each image moved by its own random affine map."""
+    theta = random_affine(len(xb), g, shift, degrees, scale).to(device=xb.device, dtype=xb.dtype)
+    grid = F.affine_grid(theta, list(xb.shape), align_corners=False)  # (N, H, W, 2)
+    return F.grid_sample(xb, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class BatchAugment(Callback):
+    """Replace each training batch `learn.xb` with an augmented copy; validation batches are left alone.
+
+    The generator is seeded at the start of each fit, so the same seed gives the same augmented batches."""
+    order = 1  # before the model sees the batch, after nothing else
+
+    def __init__(self, seed: int = 0, shift: float = 2.0, degrees: float = 10.0, scale: float = 0.1):
+        self.seed, self.shift, self.degrees, self.scale = seed, shift, degrees, scale
+        self.g = torch.Generator().manual_seed(seed)
+
+    def before_fit(self, learn):
+        self.g = torch.Generator().manual_seed(self.seed)
+
+    def before_batch(self, learn):
+        if learn.training:
+            learn.xb = augment_batch(learn.xb, self.g, self.shift, self.degrees, self.scale)

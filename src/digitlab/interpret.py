@@ -1,0 +1,106 @@
+"""What a trained classifier gets wrong: confusion matrix, per-class accuracy, top losses (fastai's
+ClassificationInterpretation), computed from a model and a split; the pictures live in viz.figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .data.mnist import Split
+
+
+def confusion_matrix(actual: torch.Tensor, preds: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """(n_classes, n_classes) counts: row = actual class, column = predicted class."""
+    idx = actual.long() * n_classes + preds.long()
+    return torch.bincount(idx, minlength=n_classes * n_classes).view(n_classes, n_classes)
+
+
+@dataclass
+class Interpretation:
+    """Predictions of a model on a split with the labels (class indices) and what each class stands for."""
+    images: torch.Tensor    # uint8 (N, 28, 28)
+    actual: torch.Tensor    # int64 (N,) class indices
+    probs: torch.Tensor     # float (N, C)
+    classes: Sequence[int]  # the digit of each class index
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, split: Split, classes: Sequence[int]) -> "Interpretation":
+        """Run the model over the split in eval mode (batched) and keep its probabilities."""
+        from .train.trainer import predict_probs
+
+        return cls(split.images, split.labels, predict_probs(model, split.images), list(classes))
+
+    @property
+    def preds(self) -> torch.Tensor:
+        return self.probs.argmax(1)
+
+    @property
+    def losses(self) -> torch.Tensor:
+        """Cross-entropy of each image: -log p(actual class)."""
+        return -self.probs.clamp_min(1e-12).log().gather(1, self.actual.view(-1, 1)).squeeze(1)
+
+    @property
+    def accuracy(self) -> float:
+        return (self.preds == self.actual).float().mean().item()
+
+    def confusion_matrix(self) -> torch.Tensor:
+        return confusion_matrix(self.actual, self.preds, len(self.classes))
+
+    def per_class_accuracy(self) -> dict[int, float]:
+        """Digit -> the fraction of its images classified right (recall)."""
+        cm = self.confusion_matrix().float()
+        return {d: (cm[i, i] / cm[i].sum().clamp_min(1)).item() for i, d in enumerate(self.classes)}
+
+    def most_confused(self, min_count: int = 1) -> list[tuple[int, int, int]]:
+        """(actual digit, predicted digit, count) for off-diagonal cells, most frequent first."""
+        cm = self.confusion_matrix()
+        pairs = [(self.classes[i], self.classes[j], int(cm[i, j])) for i in range(len(self.classes))
+                 for j in range(len(self.classes)) if i != j and cm[i, j] >= min_count]
+        return sorted(pairs, key=lambda p: -p[2])
+
+    def top_losses(self, k: int = 9) -> list[dict]:
+        """The k images the model is most wrong about: index, predicted, actual, loss, probability of the prediction."""
+        losses = self.losses
+        top = losses.topk(min(k, len(losses))).indices
+        preds = self.preds
+        return [{"index": int(i), "predicted": self.classes[int(preds[i])], "actual": self.classes[int(self.actual[i])],
+                 "loss": float(losses[i]), "probability": float(self.probs[i, preds[i]])} for i in top]
+
+    def to_dict(self, k: int = 9) -> dict:
+        """Everything above as plain JSON-able values."""
+        return {"classes": list(self.classes), "accuracy": self.accuracy,
+                "confusion_matrix": self.confusion_matrix().tolist(),
+                "per_class_accuracy": {str(d): a for d, a in self.per_class_accuracy().items()},
+                "most_confused": self.most_confused()[:10], "top_losses": self.top_losses(k)}
+
+    def plot_confusion_matrix(self, title: str | None = None):
+        """The confusion matrix as a figure, counts printed in each cell."""
+        from .viz.figures import confusion_figure
+
+        return confusion_figure(self.confusion_matrix(), self.classes, title)
+
+    def plot_top_losses(self, k: int = 9):
+        """The k worst images, each titled predicted/actual/loss/probability (fastai's plot_top_losses)."""
+        from .viz.figures import image_grid_figure
+
+        rows = self.top_losses(k)
+        titles = [f"{r['predicted']}/{r['actual']} / {r['loss']:.2f} / {r['probability']:.2f}" for r in rows]
+        fig = image_grid_figure([self.images[r["index"]] for r in rows], titles)
+        fig.suptitle("predicted / actual / loss / probability", fontsize=9)
+        return fig
+
+
+def show_batch(images: torch.Tensor, labels: Sequence | torch.Tensor, classes: Sequence[int] | None = None,
+               n: int = 9):
+    """The first n images with their labels (digits, or class indices mapped through `classes`)."""
+    from .viz.figures import image_grid_figure
+
+    images = images[:n]
+    if images.dim() == 4:  # (N, 1, 28, 28) batches from a DataLoader
+        images = images[:, 0]
+    labels = [int(v) for v in list(labels)[:n]]
+    titles = [str(classes[v] if classes is not None else v) for v in labels]
+    return image_grid_figure(list(images), titles)

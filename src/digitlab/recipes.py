@@ -1,0 +1,95 @@
+"""Named training recipes for ten-digit MNIST, and ensembles / test-time augmentation on top of trained runs.
+
+A recipe is a TrainConfig plus what was measured with it (see docs/recipes.md for the runs, times and hardware).
+`default` is also TrainConfig's defaults, so plain `digitlab train` runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .config import TrainConfig
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    summary: str
+    config: dict = field(default_factory=dict)   # TrainConfig fields that differ from its defaults
+
+    def train_config(self, **overrides) -> TrainConfig:
+        return TrainConfig(**{**self.config, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in [
+    Recipe("default", "fastcnn, 8 epochs, one-cycle SGD lr 0.2, bs 256, augmentation: >= 99.5% in under 5 minutes "
+           "on 2 CPU cores", {}),
+    Recipe("best", "fastcnn_wide (4x the compute), 15 epochs, one-cycle SGD, augmentation, label smoothing 0.1",
+           dict(model="fastcnn_wide", epochs=15, lr=0.2, bs=256, label_smoothing=0.1)),
+]}
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ConfigError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}.")
+    return RECIPES[name]
+
+
+# Test-time augmentation: the image itself and fixed one-pixel shifts (the training shifts are up to 2 pixels).
+TTA_SHIFTS: tuple[tuple[int, int], ...] = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def shift_images(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """Move (N, 1, H, W) images dx pixels right and dy pixels down, filling with black (0)."""
+    if dx == 0 and dy == 0:
+        return x
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)))  # (left, right, top, bottom)
+    top, left = max(-dy, 0), max(-dx, 0)
+    return padded[..., top:top + h, left:left + w]
+
+
+@torch.no_grad()
+def predict_probs_tta(model: torch.nn.Module, images: torch.Tensor, tta: bool = False, bs: int = 1024) -> torch.Tensor:
+    """Class probabilities (N, C) for uint8 images (N, 28, 28); with `tta`, the mean over TTA_SHIFTS."""
+    from .data.tasks import to_input
+    from .train.losses import softmax
+
+    model.eval()
+    device = next(model.parameters()).device
+    shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
+    out = []
+    for i in range(0, len(images), bs):
+        xb = to_input(images[i:i + bs].to(device))
+        out.append(torch.stack([softmax(model(shift_images(xb, dx, dy)).float()) for dx, dy in shifts]).mean(0).cpu())
+    return torch.cat(out)
+
+
+def ensemble_evaluate(runs: list, tta: bool = False, data_root=None) -> dict:
+    """Average the probabilities of several saved models (run folders or .safetensors files) on their task's
+    test set, optionally with TTA; report each model's accuracy alone and the ensemble's."""
+    from .data.tasks import TASKS, load_task
+    from .runs import resolve_model_file
+    from .weights import load_model
+
+    if not runs:
+        raise ConfigError("give at least one run folder or .safetensors file.")
+    models = [load_model(resolve_model_file(r)) for r in runs]
+    classes = {tuple(meta["classes"]) for _, meta in models}
+    if len(classes) != 1:
+        raise ConfigError("the models were trained on different tasks (classes); ensemble models of one task.")
+    task = next(t for t, c in TASKS.items() if c == classes.pop())
+    valid = load_task(task, data_root).valid
+    members, total = [], None
+    for run, (model, _) in zip(runs, models):
+        probs = predict_probs_tta(model, valid.images, tta)
+        members.append({"run": str(run), "accuracy": (probs.argmax(1) == valid.labels).float().mean().item()})
+        total = probs if total is None else total + probs
+    preds = total.argmax(1)
+    return {"task": task, "tta": tta, "n_models": len(runs), "members": members,
+            "accuracy": (preds == valid.labels).float().mean().item(),
+            "errors": int((preds != valid.labels).sum()), "n": len(valid)}

@@ -1,0 +1,50 @@
+"""The draw-a-digit web app: `create_app(model_file)` builds it, `run(...)` serves it with uvicorn."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from ..errors import DigitlabError
+from .app import MAX_BODY, create_app
+from .inputs import MAX_PIXELS
+
+PRETRAINED = "digits-cnn.safetensors"
+
+
+def default_model_file() -> Path:
+    """The small model shipped in the repo's pretrained/ folder (beside src/), or ./pretrained/."""
+    for folder in (Path(__file__).resolve().parents[3] / "pretrained", Path.cwd() / "pretrained"):
+        if (folder / PRETRAINED).is_file():
+            return folder / PRETRAINED
+    raise DigitlabError(f"no shipped model ({PRETRAINED}) found in pretrained/; give a run folder or a "
+                        f".safetensors file: `digitlab serve runs/<run>`.")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; a clear error when the address is taken or not ours. Port 0 picks a free one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise DigitlabError(f"cannot listen on {host}:{port} ({e.strerror}); pick another with --port "
+                            f"(0 picks a free one) or --host.") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(app, sock: socket.socket, access_log: bool = False) -> None:
+    """Serve `app` on the bound socket until SIGINT/SIGTERM (uvicorn, one process, one event loop)."""
+    import uvicorn
+
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(app, host=host, port=port, access_log=access_log, log_level="info",
+                            timeout_graceful_shutdown=5, limit_concurrency=1024, server_header=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+__all__ = ["MAX_BODY", "MAX_PIXELS", "bind", "create_app", "default_model_file", "run"]

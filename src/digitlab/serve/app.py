@@ -1,0 +1,181 @@
+"""The web app: one page to draw a digit on, and the JSON API behind it.
+
+GET /             the page (HTML, JS and CSS held in memory, read once at start-up)
+POST /api/predict an image (multipart field `file`, or the raw body) or JSON {"pixels": 28x28} -> label, probabilities
+GET /api/model    what the model is: architecture, training data, test accuracy, when trained, classes
+GET /api/health   liveness, with counters
+GET /docs, /openapi.json  the framework's OpenAPI description
+
+Every error is JSON {"error": code, "detail": message} with a fitting status; see docs/serve.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from importlib import metadata
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+import anyio
+import torch
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..predict import Classifier
+from .batcher import Batcher
+from .inputs import IMAGE_TYPES, MAX_PIXELS, ApiError, PixelsIn, image_input, multipart_file, pixels_input
+from .limits import BodyLimit
+
+MAX_BODY = 1 << 20  # 1 MiB
+STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
+          "style.css": "text/css; charset=utf-8"}
+PAGE_HEADERS = {"content-security-policy": "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
+                                           "base-uri 'none'; frame-ancestors 'none'",
+                "x-content-type-options": "nosniff", "cache-control": "no-cache"}
+TRAINING_DATA = {"digits": "MNIST: 60000 handwritten digits 0-9 for training, scored on the 10000 test images",
+                 "3v7": "MNIST 3s and 7s (fastbook's MNIST_SAMPLE): 12396 for training, scored on 2038 test images"}
+
+
+class PredictionOut(BaseModel):
+    label: int                             # the predicted digit
+    probabilities: dict[str, float]        # digit -> probability, summing to 1
+    input: list[list[int]]                 # the 28x28 input the model saw, grey levels 0..255 (white ink on black)
+
+
+class ErrorOut(BaseModel):
+    error: str                             # a short code: body_too_large, unsupported_image, no_digit, ...
+    detail: str                            # what was wrong and what to do
+
+
+def model_info(clf: Classifier, path: Path) -> dict:
+    """The model card served at /api/model, from the weights file's own metadata."""
+    meta = clf.meta
+    return {"architecture": meta["model"], "parameters": sum(p.numel() for p in clf.model.parameters()),
+            "classes": clf.classes, "task": meta.get("task"),
+            "training_data": TRAINING_DATA.get(meta.get("task"), meta.get("task")),
+            "test_accuracy": meta.get("accuracy"), "trained": meta.get("trained"), "epochs": meta.get("epochs"),
+            "config": meta.get("config"), "input": meta.get("input"), "file": path.name,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def static_files() -> dict[str, bytes]:
+    folder = resources.files(__package__) / "static"
+    return {name: (folder / name).read_bytes() for name in STATIC}
+
+
+def error_response(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+PREDICT_BODY = {"required": True, "content": {
+    "application/json": {"schema": PixelsIn.model_json_schema()},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+    **{t: {"schema": {"type": "string", "format": "binary"}} for t in sorted(IMAGE_TYPES)}}}
+ERRORS = {400: {"model": ErrorOut, "description": "corrupt image, image with too many pixels, malformed JSON"},
+          413: {"model": ErrorOut, "description": "body over the size limit"},
+          415: {"model": ErrorOut, "description": "not a PNG, JPEG or WebP image, or an unknown content type"},
+          422: {"model": ErrorOut, "description": "JSON of the wrong shape or type (invalid_pixels), or no digit "
+                                                  "in the image (no_digit)"}}
+
+
+def create_app(model_file: str | Path, max_body: int = MAX_BODY, max_pixels: int = MAX_PIXELS) -> FastAPI:
+    """The ASGI app serving the model in `model_file` (a .safetensors written by digitlab)."""
+    model_file = Path(model_file)
+    clf = Classifier.load(model_file)
+    info = model_info(clf, model_file)
+    batcher = Batcher(clf)
+    page = static_files()
+    started = time.time()
+    # image decoding runs off the event loop, at most two at a time: each may hold up to ~0.5 GB while it runs
+    decoding = anyio.CapacityLimiter(2)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batcher.warm_up()
+        yield
+        batcher.close()
+
+    app = FastAPI(title="digitlab", version=metadata.version("digitlab"), lifespan=lifespan,
+                  description="Draw a digit, get the model's guess. Errors are JSON {error, detail}.")
+    app.add_middleware(BodyLimit, max_body=max_body)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, e: ApiError):
+        return error_response(e.status, e.code, e.detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        return error_response(e.status_code, code, str(e.detail), getattr(e, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, e: RequestValidationError):
+        return error_response(422, "invalid_request", str(e.errors()[:3]))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, e: Exception):
+        return error_response(500, "internal", f"the server failed on this request ({e.__class__.__name__}); "
+                                               f"it keeps running.")
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return Response(page["index.html"], media_type=STATIC["index.html"], headers=PAGE_HEADERS)
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str):
+        if name not in STATIC:
+            raise ApiError(404, "not_found", f"no static file {name!r}.")
+        return Response(page[name], media_type=STATIC[name], headers=PAGE_HEADERS)
+
+    @app.get("/api/health", tags=["service"])
+    async def health():
+        """Liveness: ok, the model's name, uptime and how many predictions and batches have run."""
+        return {"status": "ok", "model": info["architecture"], "uptime_s": round(time.time() - started, 1),
+                "predictions": batcher.items, "batches": batcher.batches}
+
+    @app.get("/api/model", tags=["model"])
+    async def model():
+        """The model card: architecture, training data, test accuracy, when trained, classes."""
+        return info
+
+    @app.post("/api/predict", tags=["model"], response_model=PredictionOut, responses=ERRORS,
+              openapi_extra={"requestBody": PREDICT_BODY})
+    async def predict(request: Request):
+        """Predict the digit in an image file (multipart field `file`, or the raw body as image/png, image/jpeg,
+        image/webp) or in JSON {"pixels": 28 rows of 28 numbers}, prepared as `digitlab predict` prepares it."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body = await request.body()
+        if kind == "application/json":
+            x = pixels_input(body)
+        elif kind == "multipart/form-data":
+            data = multipart_file(body, request.headers["content-type"])
+            x = await run_in_threadpool_limited(image_input, data, max_pixels)
+        elif kind in IMAGE_TYPES:
+            x = await run_in_threadpool_limited(image_input, body, max_pixels)
+        else:
+            raise ApiError(415, "unsupported_media_type", f"Content-Type {kind or '(none)'!r} is not one this API "
+                                                          f"takes: use application/json, multipart/form-data or "
+                                                          f"image/png, image/jpeg, image/webp.")
+        probs = await batcher.predict(x)
+        return JSONResponse(prediction(clf.classes, probs, x))
+
+    async def run_in_threadpool_limited(fn, *args):
+        async with decoding:
+            return await run_in_threadpool(fn, *args)
+
+    return app
+
+
+def prediction(classes: list[int], probs: torch.Tensor, x: torch.Tensor) -> dict:
+    """The JSON answer: label, probability per class, and the 28x28 input as grey levels 0..255."""
+    p = probs.tolist()
+    return {"label": classes[max(range(len(p)), key=p.__getitem__)],
+            "probabilities": {str(c): round(v, 6) for c, v in zip(classes, p)},
+            "input": x.mul(255).round_().to(torch.uint8).tolist()}

@@ -1,0 +1,139 @@
+"""A request body -> the 28x28 input a model sees, through the same `prepare_image` as `digitlab predict`.
+
+Three ways in: JSON `{"pixels": 28x28 numbers}`, a multipart form with the image in the field `file`, or the
+image bytes as the body itself (Content-Type image/png, image/jpeg, image/webp). Everything happens in memory:
+no upload is ever spooled to disk. Each refusal is an `ApiError` carrying its HTTP status and a message.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..predict import BlankImageError, ImageError, prepare_image
+
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "application/octet-stream"}
+MAX_PIXELS = 16_000_000  # a server decodes less than `digitlab predict` (40 Mpx): a 16 Mpx decode takes ~0.5 GB
+
+
+class ApiError(Exception):
+    """A refusal with its HTTP status, a short machine-readable code and a message for people."""
+
+    def __init__(self, status: int, code: str, detail: str):
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
+Row = Annotated[list[Pixel], Field(min_length=28, max_length=28)]
+
+
+class PixelsIn(BaseModel):
+    """A 28x28 grey image as rows of numbers: all in [0, 1], or 0..255 when any value is above 1."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+    pixels: Annotated[list[Row], Field(min_length=28, max_length=28)]
+
+
+def pixels_input(body: bytes) -> torch.Tensor:
+    """JSON {"pixels": [[...28] x 28]} -> prepared (28, 28); 400 on broken JSON, 422 on the wrong shape or type."""
+    try:
+        pixels = PixelsIn.model_validate_json(body).pixels
+    except ValidationError as e:
+        errors = e.errors(include_url=False, include_context=False, include_input=False)
+        if any(err["type"] == "json_invalid" for err in errors):
+            raise ApiError(400, "malformed_json", f"the body is not valid JSON ({errors[0]['msg']}).") from None
+        where = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}" for err in errors[:3])
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise ApiError(422, "invalid_pixels", f'expected {{"pixels": 28 rows of 28 numbers in [0, 1] or 0..255}}; '
+                                              f"{where}{more}.") from None
+    return prepared(np.asarray(pixels, dtype=np.float32))
+
+
+def sniff(data: bytes) -> str | None:
+    """The PIL format name of a PNG, JPEG or WebP file from its first bytes; None for anything else."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def image_input(data: bytes, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+    """Image file bytes -> prepared (28, 28); 415 when not PNG/JPEG/WebP, 400 when corrupt or too many pixels."""
+    fmt = sniff(data)
+    if fmt is None:
+        what = "an empty body" if not data else f"a file starting with {data[:8]!r}"
+        raise ApiError(415, "unsupported_image", f"got {what}: send a PNG, JPEG or WebP image.")
+    try:
+        with Image.open(io.BytesIO(data), formats=[fmt]) as im:  # reads the header only
+            width, height = im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ApiError(400, "bad_image", f"this {fmt} file is corrupt ({e}).") from None
+    if width * height > max_pixels:
+        raise ApiError(400, "image_too_large", f"the {fmt} image is {width}x{height} = {width * height} pixels, "
+                                               f"over this server's limit of {max_pixels}; scale it down first "
+                                               f"(a digit needs no more than a few hundred pixels a side).")
+    return prepared(data)
+
+
+def prepared(source) -> torch.Tensor:
+    try:
+        x = prepare_image(source)
+    except BlankImageError as e:
+        raise ApiError(422, "no_digit", str(e)) from None
+    except ImageError as e:
+        raise ApiError(400, "bad_image", str(e)) from None
+    if not bool(torch.isfinite(x).all()):
+        raise ApiError(400, "bad_image", "the image could not be turned into a finite 28x28 input.")
+    return x
+
+
+def multipart_file(body: bytes, content_type: str) -> bytes:
+    """The bytes of the form field `file` (or the only file) of a multipart/form-data body, parsed in memory."""
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    _, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise ApiError(400, "bad_multipart", "multipart/form-data without a boundary.")
+    parts: list[dict] = []
+    field = bytearray()
+    value = bytearray()
+
+    def on_part_begin():
+        parts.append({"headers": {}, "data": bytearray()})
+
+    def on_header_end():
+        parts[-1]["headers"][bytes(field).lower()] = bytes(value)
+        field.clear()
+        value.clear()
+
+    callbacks = {"on_part_begin": on_part_begin, "on_header_end": on_header_end,
+                 "on_header_field": lambda d, s, e: field.extend(d[s:e]),
+                 "on_header_value": lambda d, s, e: value.extend(d[s:e]),
+                 "on_part_data": lambda d, s, e: parts[-1]["data"].extend(d[s:e])}
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        parser.write(body)
+        parser.finalize()
+    except Exception as e:  # python-multipart raises its own errors for a malformed form
+        raise ApiError(400, "bad_multipart", f"the multipart form is malformed ({e}).") from None
+    files = []
+    for part in parts:
+        _, disp = parse_options_header(part["headers"].get(b"content-disposition", b""))
+        if disp.get(b"name") == b"file":
+            return bytes(part["data"])
+        if b"filename" in disp:
+            files.append(part)
+    if len(files) == 1:
+        return bytes(files[0]["data"])
+    raise ApiError(422, "missing_file", 'the form has no image: send it as the file field "file" '
+                                        "(curl -F file=@digit.png).")
+
