@@ -36,7 +36,7 @@ def render(img: np.ndarray, rng: np.random.Generator, style: str) -> Image.Image
     if style == "thick":
         ink = ink.filter(ImageFilter.MaxFilter(2 * (side // 40) + 1))
     elif style == "thin":
-        ink = ink.point(lambda v: 255 if v > 200 else 0).filter(ImageFilter.MinFilter(2 * (side // 50) + 1))
+        ink = ink.point(lambda v: 255 if v > 128 else 0).filter(ImageFilter.MinFilter(2 * (side // 80) + 1))
     w, h = side + int(rng.integers(10, side)), side + int(rng.integers(10, side))
     canvas = np.zeros((h, w), np.float32)
     top, left = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
@@ -70,7 +70,7 @@ def write_images(folder: Path, n: int, seed: int = 0) -> tuple[list[Path], np.nd
 
 def naive(clf, paths: list[Path]) -> list[int]:
     """The baseline: one model call per image."""
-    return [clf.predict([p])[0].label for p in paths]
+    return [o.prediction.label if o.prediction else -1 for p in paths for o in clf.predict_many([p])]
 
 
 def main(argv=None) -> dict:

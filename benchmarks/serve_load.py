@@ -68,14 +68,14 @@ async def one(reader, writer, req: bytes) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
-async def load(host: str, port: int, reqs: list[bytes], labels: list[int], n: int, concurrency: int,
+async def load(host: str, port: int, reqs: list[bytes], labels: list[int] | None, n: int, concurrency: int,
                deadline_s: float, timeout_s: float) -> dict:
     """n requests from `concurrency` keep-alive connections; stops at the deadline whatever is left."""
-    latencies, errors, wrong, next_i = [], [], 0, 0
+    latencies, errors, wrong, next_i = [], [], [], 0
     start = time.perf_counter()
 
     async def client():
-        nonlocal next_i, wrong
+        nonlocal next_i
         reader, writer = await asyncio.open_connection(host, port)
         while next_i < n and time.perf_counter() - start < deadline_s:
             i, next_i = next_i, next_i + 1
@@ -90,8 +90,8 @@ async def load(host: str, port: int, reqs: list[bytes], labels: list[int], n: in
             latencies.append(time.perf_counter() - t0)
             if status != 200:
                 errors.append(f"HTTP {status}: {body[:200]!r}")
-            elif json.loads(body)["label"] != labels[i % len(labels)]:
-                wrong += 1
+            elif labels and (got := json.loads(body).get("label")) != labels[i % len(labels)]:
+                wrong.append((i % len(labels), labels[i % len(labels)], got))
         writer.close()
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
@@ -101,7 +101,7 @@ async def load(host: str, port: int, reqs: list[bytes], labels: list[int], n: in
             "throughput_rps": round(len(latencies) / wall, 1),
             "latency_ms": {q: round(float(np.percentile(ms, p)), 2) for q, p in
                            (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))} if len(ms) else {},
-            "wrong_labels": wrong}
+            "wrong_labels": len(wrong), "wrong_samples": sorted(set(wrong))[:10]}
 
 
 def start_server(model: str | None, threads: int) -> tuple[subprocess.Popen, str, int]:

@@ -87,10 +87,11 @@ def test_demos(tmp_path):
         assert (tmp_path / f).stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_help_on_every_command():
     for args in (["--help"], ["reproduce", "--help"], ["data", "export", "--help"], ["demo", "sgd", "--help"]):
         assert "Usage" in digitlab(*args).stdout
-    for command in (["reproduce"], ["show"], ["data", "export"], ["demo", "gradient"], ["demo", "sgd"],
+    for command in (["reproduce"], ["show"], ["data", "info"], ["data", "export"], ["demo", "gradient"], ["demo", "sgd"],
                     ["demo", "plot"], ["train"], ["evaluate"], ["runs"], ["predict"], ["export"]):
         text = digitlab(*command, "--help").stdout
         assert "Usage" in text and f"Example: digitlab {' '.join(command)}" in " ".join(text.split()), command
@@ -105,6 +106,7 @@ def trained(tmp_path_factory):
     return root / "tiny", proc
 
 
+@pytest.mark.slow
 def test_train_prints_plain_epoch_lines_when_not_a_terminal(trained):
     run, proc = trained
     lines = proc.stdout.splitlines()
@@ -119,6 +121,7 @@ def test_train_prints_plain_epoch_lines_when_not_a_terminal(trained):
         assert (run / name).exists()
 
 
+@pytest.mark.slow
 def test_train_quiet_and_json(tmp_path):
     quiet = digitlab("train", "--task", "3v7", "--model", "linear", "--epochs", "1", "--runs", tmp_path, "--quiet")
     assert len(quiet.stdout.strip().splitlines()) == 1 and quiet.stdout.startswith("accuracy")
@@ -129,6 +132,7 @@ def test_train_quiet_and_json(tmp_path):
     assert bad.returncode == 2 and "model must be one of" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_runs_lists_the_run_with_its_scores(trained):
     run, _ = trained
     rows = json.loads(digitlab("runs", "--runs", run.parent, "--json").stdout)
@@ -140,6 +144,7 @@ def test_runs_lists_the_run_with_its_scores(trained):
     assert "no runs" in empty and "digitlab train" in empty
 
 
+@pytest.mark.slow
 def test_evaluate_rescores_with_per_digit_accuracy_and_confusion(trained):
     run, _ = trained
     res = json.loads(digitlab("evaluate", run, "--json").stdout)
@@ -166,6 +171,7 @@ def draw_digit(path, digit: int, size=(300, 260), ink="navy", paper="lightyellow
     return path
 
 
+@pytest.mark.slow
 def test_predict_on_my_own_drawings(trained, tmp_path):
     run, _ = trained
     seven, three = draw_digit(tmp_path / "seven.png", 7), draw_digit(tmp_path / "three.jpg", 3)

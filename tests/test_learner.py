@@ -12,7 +12,7 @@ from digitlab.train.losses import mnist_loss
 from digitlab.train.metrics import batch_accuracy
 
 EVENTS = ["before_fit", "before_epoch", "before_train", "before_validate", "before_batch", "after_predict",
-          "after_loss", "after_backward", "after_step", "after_batch", "after_train", "after_validate",
+          "after_loss", "after_backward", "after_step", "after_batch", "after_pass", "after_train", "after_validate",
           "after_epoch", "after_fit", "cleanup_fit", "cleanup_epoch", "cleanup_train", "cleanup_validate",
           "cleanup_batch"]
 
@@ -49,8 +49,9 @@ def batch_events(training):
 def test_events_in_order():
     log = Log()
     tiny_learner([log], n=4, bs=4).fit(1)
-    assert log.events == ["before_fit", "before_epoch", "before_train", *batch_events(True), "after_train",
-                          "cleanup_train", "before_validate", *batch_events(False), "after_validate",
+    assert log.events == ["before_fit", "before_epoch", "before_train", *batch_events(True), "after_pass",
+                          "after_train", "cleanup_train", "before_validate", *batch_events(False), "after_pass",
+                          "after_validate",
                           "cleanup_validate", "after_epoch", "cleanup_epoch", "after_fit", "cleanup_fit"]
 
 

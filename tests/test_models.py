@@ -105,13 +105,31 @@ def test_fastcnn_is_channels_last_and_round_trips_through_safetensors(tmp_path, 
 
 @pytest.mark.slow
 def test_short_training_run_clears_an_accuracy_floor(mnist):
-    """fastcnn, one epoch over 12000 training images, one-cycle: measured 0.97+ on the 10000 test images."""
+    """fastcnn, one epoch over 24000 training images (188 steps), one-cycle, no augmentation, scored on the 10000
+    test images: measured 0.9838 (seed 0, 2 CPU cores); the floor leaves room for other CPUs' arithmetic."""
     from digitlab.config import TrainConfig
     from digitlab.data.tasks import TaskData
     from digitlab.data.mnist import Split
     from digitlab.train.trainer import fit
 
     tr = mnist["train"]
-    data = TaskData(Split(tr.images[:12000], tr.labels[:12000]), mnist["valid"], tuple(range(10)))
-    res = fit(TrainConfig(task="digits", model="fastcnn", epochs=1, lr=0.2, bs=256, device="cpu", seed=0), data=data)
-    assert res.summary["accuracy"] >= 0.96
+    data = TaskData(Split(tr.images[:24000], tr.labels[:24000]), mnist["valid"], tuple(range(10)))
+    cfg = TrainConfig(task="digits", model="fastcnn", epochs=1, lr=0.1, bs=128, augment=False, label_smoothing=0.0,
+                      device="cpu", seed=0)
+    res = fit(cfg, data=data)
+    assert res.summary["accuracy"] >= 0.97
+
+
+@pytest.mark.slow
+def test_resnet18_stage_trains_through_fit_one_cycle(mnist):
+    """The reproduce stage end to end on a slice of the 3s and 7s (the full stage takes over a minute here)."""
+    from digitlab.chapter.stages import EXTRA_STAGES, ChapterData
+    from digitlab.data.mnist import Split, as_xy
+
+    full = ChapterData.load()
+    tr = Split(full.train.images[:1024], full.train.labels[:1024])
+    va = Split(full.valid.images[:512], full.valid.labels[:512])
+    small = ChapterData(tr, va, *as_xy(tr, 3), *as_xy(va, 3))
+    res = EXTRA_STAGES["resnet18"](small, seed=0)
+    assert res.book == 0.9971 and res.epochs == 1 and len(res.history) == 1
+    assert res.accuracy >= 0.9 and res.seconds > 0

@@ -79,3 +79,25 @@ def test_list_runs_reads_good_runs_and_survives_broken_ones(run, tmp_path):
     rows = list_runs(tmp_path)
     assert [r["run"] for r in rows] == [str(broken)] and rows[0]["status"] == "unfinished"
     assert new_run_dir(tmp_path, "broken") == tmp_path / "broken-1"
+
+
+def test_progress_draws_a_bar_on_a_terminal_and_plain_lines_elsewhere():
+    import io
+
+    from rich.console import Console
+
+    from digitlab.train.progress import ProgressCallback
+
+    cfg = TrainConfig(task="3v7", model="linear", epochs=2, lr=0.1, device="cpu")
+    term = Console(file=io.StringIO(), force_terminal=True, width=100)
+    result = fit(cfg, cbs=[ProgressCallback(term)])
+    shown = term.file.getvalue()
+    assert "epoch 1/2 train" in shown and "\x1b[" in shown  # a live bar, drawn with escape codes
+    assert "train_loss" in shown and f"{result.recorder.logs[1]['accuracy']:.6f}" in shown
+    lines = []
+    fit(cfg, cbs=[ProgressCallback(Console(file=io.StringIO()), printer=lines.append)])
+    assert lines[0].split() == ["epoch", "train_loss", "valid_loss", "accuracy", "time"] and len(lines) == 3
+    assert [line.split()[0] for line in lines[1:]] == ["0", "1"] and all("\x1b" not in line for line in lines)
+    quiet = Console(file=io.StringIO(), force_terminal=True)
+    fit(cfg, cbs=[ProgressCallback(quiet, mode="quiet")])
+    assert quiet.file.getvalue() == ""

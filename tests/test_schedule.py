@@ -38,7 +38,7 @@ def test_one_cycle_equals_torch_one_cycle_lr(total, lr_max, pct_start, div, div_
     ours = [one_cycle(s, total, lr_max, pct_start, div, div_final) for s in range(total)]
     for (lr, mom), (tlr, tmom) in zip(ours, theirs):
         assert lr == pytest.approx(tlr, abs=1e-9, rel=0) and mom == pytest.approx(tmom, abs=1e-9, rel=0)
-    assert max(lr for lr, _ in ours) == pytest.approx(lr_max, rel=1e-6)
+    assert 0.9 * lr_max < max(lr for lr, _ in ours) <= lr_max  # the peak may fall between two steps
 
 
 class Hypers(Callback):

@@ -10,16 +10,16 @@ from .errors import ConfigError
 @dataclass
 class TrainConfig:
     task: str = "digits"          # "3v7" (the book's 3s and 7s) or "digits" (all ten)
-    model: str = "cnn"            # a name in digitlab.models.MODELS
-    epochs: int = 3               # passes over the training set
-    lr: float = 0.01              # peak learning rate (one-cycle) or the constant rate
-    bs: int = 128                 # training batch size
+    model: str = "fastcnn"        # a name in digitlab.models.MODELS
+    epochs: int = 10              # passes over the training set
+    lr: float = 0.2               # peak learning rate (one-cycle) or the constant rate
+    bs: int = 256                 # training batch size
     opt: str = "sgd"              # sgd, adam or adamw
     mom: float = 0.9              # SGD momentum or Adam's beta1 (one-cycle cycles it between 0.95 and 0.85)
     wd: float = 5e-4              # weight decay (L2 for SGD, decoupled for adamw)
     schedule: str = "one_cycle"   # one_cycle or constant
-    label_smoothing: float = 0.0  # cross-entropy label smoothing
-    augment: bool = False         # random shifts, rotations and scaling of each training batch
+    label_smoothing: float = 0.1  # cross-entropy label smoothing
+    augment: bool = True          # random shifts, rotations and scaling of each training batch
     seed: int = 42                # seeds the weights, the data order and augmentation
     device: str = "auto"          # auto (cuda if present), cpu, cuda, cuda:1, ...
     data: str | None = None       # folder with the MNIST IDX files (default: the repo's data/mnist)

@@ -78,7 +78,10 @@ def show(
 
 @data_app.command("info")
 def data_info(data: Optional[Path] = DataOpt):
-    """Where the MNIST files are, their checksums, and the count of each digit per split."""
+    """Where the MNIST files are, their checksums, and the count of each digit per split.
+
+    Example: [bold]digitlab data info[/]
+    """
     from ..console import dict_table
     from ..data.mnist import data_dir, load_mnist
 

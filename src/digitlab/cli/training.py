@@ -32,6 +32,8 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run folder from its checkpoint "
                                           "(its own config is used; other options are ignored)."),
     checkpoint_every: Optional[int] = typer.Option(None, help="Also checkpoint every N steps (always: every epoch)."),
+    nproc: Optional[int] = typer.Option(None, help="Train data-parallel on N processes of this machine (starts "
+                                        "torchrun for you; --bs is then the global batch)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress: print only the final line."),
     as_json: bool = typer.Option(False, "--json", help="No progress; print the summary as JSON (for scripts)."),
     data: Optional[Path] = DataOpt,
@@ -45,7 +47,15 @@ def train(
     """
     from ..config import TrainConfig
     from ..train.progress import ProgressCallback
+    from ..train.distributed import world
     from ..train.trainer import divergence_message, train_run
+
+    rank = world()[0]
+    if nproc and nproc > 1:  # re-run this very command under torchrun, without --nproc
+        import sys
+
+        from ..train.distributed import launch
+        return launch(nproc, strip_option(sys.argv[1:], "--nproc"))
 
     given = dict(task=task, model=model, epochs=epochs, lr=lr, bs=bs, opt=opt, mom=mom, wd=wd, schedule=schedule,
                  label_smoothing=label_smoothing, augment=augment, seed=seed, device=device,
@@ -54,6 +64,8 @@ def train(
     result = train_run(cfg, runs, name, resume, checkpoint_every,
                        cbs=[ProgressCallback(out, "quiet" if quiet or as_json else "auto")])
     s, run = result.summary, result.run_dir
+    if rank != 0:  # under torchrun only rank 0 speaks
+        return 0
     if as_json:
         print(json.dumps({"run": str(run), **s}, indent=2))
     else:
@@ -69,6 +81,19 @@ def train(
                   highlight=False)
         return 130 if s["interrupted"] == "SIGINT" else 143
     return 0
+
+
+def strip_option(argv: list[str], option: str) -> list[str]:
+    """argv without `option VALUE` or `option=VALUE`."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
 
 
 @app.command()

@@ -47,7 +47,17 @@ class BatchAugment(Callback):
         self.g = torch.Generator().manual_seed(seed)
 
     def before_fit(self, learn):
-        self.g = torch.Generator().manual_seed(self.seed)
+        if not getattr(self, "restored", False):  # a resumed fit continues the restored generator
+            self.g = torch.Generator().manual_seed(self.seed)
+        self.restored = False
+
+    def state_dict(self) -> dict:
+        """The generator's state, so a resumed run draws the same augmentations (see train/checkpoint.py)."""
+        return {"generator": self.g.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.g.set_state(state["generator"])
+        self.restored = True
 
     def before_batch(self, learn):
         if learn.training:

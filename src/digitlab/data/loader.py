@@ -25,14 +25,16 @@ class DataLoader:
     """Iterate (xb, yb) mini-batches over tensors `x` and `y` that share their first dimension.
 
     shuffle: a new order every epoch (each `iter` is one epoch; `set_epoch` picks it explicitly).
-    rank/world_size: take every world_size-th index of the epoch's order, as DistributedSampler does.
+    rank/world_size: take every world_size-th index of the epoch's order, as DistributedSampler does; with
+        `pad` the shards are made equal by repeating the first items (training), without it they are exact
+        (validation, whose totals are summed across processes).
     device: where the whole data set is placed once, so that batching is a slice on that device.
     tfm: applied to each xb after batching (e.g. uint8 images to floats), so the stored data can stay compact.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, bs: int = 64, shuffle: bool = False, seed: int = 0,
                  drop_last: bool = False, device: str | torch.device | None = None, rank: int = 0,
-                 world_size: int = 1, tfm=None):
+                 world_size: int = 1, tfm=None, pad: bool = True):
         if len(x) != len(y):
             raise DataError(f"x has {len(x)} items but y has {len(y)}: they must match.")
         if len(x) == 0:
@@ -43,7 +45,7 @@ class DataLoader:
             raise DataError(f"rank {rank} is outside world size {world_size}.")
         self.x, self.y = (x.to(device), y.to(device)) if device is not None else (x, y)
         self.bs, self.shuffle, self.seed, self.drop_last = bs, shuffle, seed, drop_last
-        self.rank, self.world_size, self.epoch, self.tfm = rank, world_size, 0, tfm
+        self.rank, self.world_size, self.epoch, self.tfm, self.pad = rank, world_size, 0, tfm, pad
 
     @property
     def device(self) -> torch.device:
@@ -51,8 +53,10 @@ class DataLoader:
 
     @property
     def n_items(self) -> int:
-        """How many items this rank sees per epoch (shards are padded to equal size, as DistributedSampler does)."""
-        return math.ceil(len(self.x) / self.world_size) if self.world_size > 1 else len(self.x)
+        """How many items this rank sees per epoch."""
+        if self.world_size == 1:
+            return len(self.x)
+        return math.ceil(len(self.x) / self.world_size) if self.pad else len(range(self.rank, len(self.x), self.world_size))
 
     def __len__(self) -> int:
         return self.n_items // self.bs if self.drop_last else math.ceil(self.n_items / self.bs)
@@ -68,7 +72,7 @@ class DataLoader:
             return None
         order = epoch_permutation(n, self.seed, self.epoch) if self.shuffle else torch.arange(n)
         if self.world_size > 1:
-            total = self.n_items * self.world_size
+            total = math.ceil(n / self.world_size) * self.world_size if self.pad else n
             order = torch.cat([order, order[: total - n]])[self.rank::self.world_size]
         return order.to(self.device)
 

@@ -29,17 +29,39 @@ def to_classes(split: Split, classes: tuple[int, ...]) -> Split:
     return Split(split.images[keep], lookup[split.labels[keep]])
 
 
+def is_image_folder_dataset(root: str | Path | None) -> bool:
+    """True for the book's layout: root/train/<digit>/*.png and root/valid/<digit>/*.png."""
+    return root is not None and (Path(root) / "train").is_dir() and (Path(root) / "valid").is_dir()
+
+
+def load_folders(root: Path, classes: tuple[int, ...]) -> dict[str, Split]:
+    """Both splits from image folders; a label folder that is not one of the task's classes is an error."""
+    from .folders import load_folder
+
+    splits = {}
+    for name in ("train", "valid"):
+        split, _ = load_folder(root / name)
+        extra = sorted(set(split.labels.tolist()) - set(classes))
+        if extra:
+            raise DataError(f"{root / name}: labels {extra} are outside this task's classes {list(classes)}. "
+                            f"Use --task digits, or remove those folders.")
+        splits[name] = split
+    return splits
+
+
 def load_task(task: str = "digits", root: str | Path | None = None) -> TaskData:
-    """The task's splits from the MNIST files (valid is the 10000-image test set, or its 3s and 7s)."""
+    """The task's splits from the MNIST IDX files (valid is the 10000-image test set, or its 3s and 7s), or from
+    image folders root/train/<digit>/ and root/valid/<digit>/ when root has that layout."""
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}.")
     classes = TASKS[task]
-    splits = {name: to_classes(s, classes) for name, s in load_mnist(root).items()}
+    raw = load_folders(Path(root), classes) if is_image_folder_dataset(root) else load_mnist(root)
+    splits = {name: to_classes(s, classes) for name, s in raw.items()}
     for name, s in splits.items():
         if len(s) == 0:
             raise DataError(f"the {name} split has no images of {classes}: nothing to train or test on.")
         present = torch.unique(s.labels).numel()
-        if present < 2:
+        if present < 2 and name == "train":
             raise DataError(f"the {name} split has a single class: a classifier needs at least two.")
     return TaskData(splits["train"], splits["valid"], classes)
 

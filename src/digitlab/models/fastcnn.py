@@ -1,8 +1,9 @@
-"""A CNN built for speed on 2 CPU cores and on GPU: three wide convs, each followed by max-pool, BN and ReLU.
+"""A CNN built for speed on 2 CPU cores and on GPU: three wide convs, each followed by max-pool, BatchNorm, ReLU.
 
 Pooling before BatchNorm and ReLU (ReLU is monotone, so max-pool and ReLU commute) runs those two element-wise
 ops on a quarter of the activations; channels-last layout lets oneDNN pick its fast convolution kernels on CPU
-(measured 2.3x per batch on the 2-core Xeon here). Nearly all the compute is at 14x14 and 7x7.
+(2.3x per batch on the 2-core Xeon here). Only the first conv, with one input channel, runs at 28x28.
+(Tried and dropped: a 4x4 stride-2 stem at width 48 was 1.4x slower per epoch in real training.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def conv_pool_bn(c_in: int, c_out: int) -> nn.Sequential:
 
 
 def fastcnn(n_classes: int = 10, width: int = 32) -> nn.Sequential:
-    """1x28x28 -> w x14x14 -> 2w x7x7 -> 4w x3x3 -> global max -> linear (about 94k parameters at width 32)."""
+    """1x28x28 -> w x14x14 -> 2w x7x7 -> 4w x3x3 -> global max -> linear (94,186 parameters at width 32)."""
     w = width
     model = nn.Sequential(
         Normalize(), ChannelsLast(),

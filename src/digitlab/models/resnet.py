@@ -32,7 +32,7 @@ def zero_last_bn(block: BasicBlock) -> None:
 
 
 class ResNet(nn.Module):
-    """stem -> stages of BasicBlocks (the first block of each stage after the first halves the size) -> pool -> linear."""
+    """stem -> stages of BasicBlocks (each stage after the first starts by halving the size) -> pool -> linear."""
 
     def __init__(self, layers=(2, 2, 2, 2), widths=(64, 128, 256, 512), n_classes: int = 10, stem: int = 32,
                  zero_init_residual: bool = True):

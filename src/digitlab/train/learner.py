@@ -1,9 +1,9 @@
 """The Learner: one small training loop with named events that callbacks hook into (after fastai's miniai).
 
 Events, in order: before_fit, [before_epoch, before_train, [before_batch, after_predict, after_loss,
-after_backward, after_step, after_batch]*, after_train, before_validate, [batch events]*, after_validate,
-after_epoch]*, after_fit. Raising CancelBatchException, CancelEpochException or CancelFitException in a callback
-skips the rest of that level and its `after_` event; its `cleanup_` event always runs.
+after_backward, after_step, after_batch]*, after_pass, after_train, before_validate, [batch events]*,
+after_pass, after_validate, after_epoch]*, after_fit. Raising CancelBatchException, CancelEpochException or
+CancelFitException in a callback skips the rest of that level and its `after_` event; its `cleanup_` event always runs.
 """
 
 from __future__ import annotations
@@ -147,6 +147,7 @@ class Learner:
                 self.with_events("batch", self.one_batch)
                 if training:
                     self.pct_train += 1 / (self.n_iter * self.n_epochs)
+        self.callback("after_pass")  # the totals are complete here: a distributed run sums them across processes
         results = (self.sums / max(self.count, 1)).tolist()
         if training:
             self.log["train_loss"] = results[0]

@@ -91,6 +91,7 @@ def snapshot(learn) -> dict:
     return {"model": copy.deepcopy(learn.model.state_dict()),
             "opt": None if learn.opt is None else copy.deepcopy(learn.opt.state_dict()),
             "had_opt": learn.opt is not None, "lr": learn.lr, "epoch": learn.epoch, "log": dict(learn.log),
+            "epochs_before": getattr(learn, "epochs_before", 0),  # the fit counts epochs for the data order
             "dl_epochs": (learn.dls.train.epoch, learn.dls.valid.epoch), "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
@@ -102,13 +103,15 @@ def restore(learn, snap: dict) -> None:
     else:
         learn.opt = None  # the next fit makes a fresh optimizer, as it would have
     learn.lr, learn.epoch, learn.log = snap["lr"], snap["epoch"], snap["log"]
+    learn.epochs_before = snap["epochs_before"]
     learn.dls.train.epoch, learn.dls.valid.epoch = snap["dl_epochs"]
     torch.set_rng_state(snap["rng"])
     if snap["cuda_rng"] is not None:
         torch.cuda.set_rng_state_all(snap["cuda_rng"])
 
 
-def lr_find(learn, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True) -> LRFindResult:
+def lr_find(learn, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100,
+            stop_div: bool = True) -> LRFindResult:
     """Sweep the rate over up to num_it training batches, then restore `learn` exactly; see LRFindResult."""
     snap = snapshot(learn)
     finder = LRFinder(start_lr, end_lr, num_it, stop_div)

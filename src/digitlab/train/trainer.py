@@ -48,11 +48,18 @@ def seed_everything(seed: int) -> None:
 
 
 def build_dls(data: TaskData, cfg: TrainConfig, device: torch.device, rank: int = 0, world_size: int = 1) -> DataLoaders:
-    """The training loader shuffles with the config's seed; both keep uint8 images on the device."""
+    """The training loader shuffles with the config's seed; both keep uint8 images on the device.
+
+    In a distributed run `cfg.bs` is the global batch: each of the world_size processes takes bs/world_size.
+    """
+    if cfg.bs % world_size:
+        raise ConfigError(f"the batch size {cfg.bs} is the global batch and must divide evenly over "
+                          f"{world_size} processes; use a multiple of {world_size}.")
     return DataLoaders(
-        DataLoader(data.train.images, data.train.labels, cfg.bs, shuffle=True, seed=cfg.seed, device=device,
-                   tfm=to_input, rank=rank, world_size=world_size),
-        DataLoader(data.valid.images, data.valid.labels, VALID_BS, device=device, tfm=to_input))
+        DataLoader(data.train.images, data.train.labels, cfg.bs // world_size, shuffle=True, seed=cfg.seed,
+                   device=device, tfm=to_input, rank=rank, world_size=world_size),
+        DataLoader(data.valid.images, data.valid.labels, VALID_BS, device=device, tfm=to_input, rank=rank,
+                   world_size=world_size, pad=False))
 
 
 def opt_func(cfg: TrainConfig):
@@ -80,13 +87,19 @@ def augment_callbacks(cfg: TrainConfig) -> list[Callback]:
     return [BatchAugment(seed=cfg.seed)]
 
 
-def build_learner(cfg: TrainConfig, data: TaskData, device: torch.device, cbs: Iterable[Callback] = ()) -> Learner:
-    """Model, data, loss, optimizer and the standard callbacks for a config (seeded first)."""
+def build_learner(cfg: TrainConfig, data: TaskData, device: torch.device, cbs: Iterable[Callback] = (),
+                  rank: int = 0, world_size: int = 1) -> Learner:
+    """Model, data, loss, optimizer and the standard callbacks for a config (seeded first: every rank starts
+    from the same weights)."""
     seed_everything(cfg.seed)
     model = build_model(cfg.model, len(data.classes)).to(device)
     cbs = [Recorder(), NanGuard(), *schedule_callbacks(cfg), *augment_callbacks(cfg), *cbs]
-    return Learner(model, build_dls(data, cfg, device), loss_func(cfg), lr=cfg.lr, cbs=cbs, opt_func=opt_func(cfg),
-                   metrics=[accuracy])
+    if world_size > 1:
+        from .distributed import DistributedTrainer
+
+        cbs.append(DistributedTrainer())
+    return Learner(model, build_dls(data, cfg, device, rank, world_size), loss_func(cfg), lr=cfg.lr, cbs=cbs,
+                   opt_func=opt_func(cfg), metrics=[accuracy])
 
 
 @torch.no_grad()
@@ -129,13 +142,17 @@ def fit(cfg: TrainConfig, cbs: Iterable[Callback] = (), data: TaskData | None = 
     With `run_dir`, a checkpoint is kept there (every epoch, every `checkpoint_every` steps, and on SIGINT or
     SIGTERM), and `resume=True` continues from it exactly. Writes nothing else: see digitlab.runs.record_run.
     """
+    from . import distributed
     from .checkpoint import Checkpointer, restore
 
+    rank, world_size, _ = distributed.world()
     device = resolve_device(cfg.device)
+    if world_size > 1:
+        device = distributed.init(device)
     data = data or load_task(cfg.task, cfg.data)
     ckpt = Path(run_dir) / CHECKPOINT_FILE if run_dir is not None else None
-    extra = [Checkpointer(ckpt, checkpoint_every, cfg.to_dict())] if ckpt else []
-    learn = build_learner(cfg, data, device, [*extra, *cbs])
+    extra = [Checkpointer(ckpt, checkpoint_every, cfg.to_dict(), write=rank == 0)] if ckpt else []
+    learn = build_learner(cfg, data, device, [*extra, *cbs], rank, world_size)
     if resume:
         restore(learn, ckpt, cfg.to_dict())
     start = time.perf_counter()
@@ -196,13 +213,38 @@ def train_run(cfg: TrainConfig | None = None, runs_root: str | Path = "runs", na
               resume: str | Path | None = None, checkpoint_every: int | None = None,
               cbs: Iterable[Callback] = ()) -> TrainResult:
     """`digitlab train`: a new run folder (or, with `resume`, an interrupted one continued exactly), training
-    with checkpoints, then the run record (metrics, weights, plots, report)."""
-    from ..runs import record_run
+    with checkpoints, then the run record (metrics, weights, plots, report).
 
+    Under torchrun every process trains; only rank 0 writes, and only rank 0 runs the callbacks in `cbs`
+    (progress display). Other ranks learn the run folder from rank 0.
+    """
+    from ..runs import record_run
+    from . import distributed
+
+    rank, world_size, _ = distributed.world()
     if resume is not None:
         run, cfg = Path(resume), run_config(resume)
     else:
-        run = start_run(cfg, runs_root, name)
-    result = fit(cfg, cbs, run_dir=run, resume=resume is not None, checkpoint_every=checkpoint_every)
-    record_run(result, cfg, run)
+        run = start_run(cfg, runs_root, name) if rank == 0 else None
+    try:
+        if world_size > 1 and resume is None:
+            run = Path(shared_from_rank0(cfg, str(run) if run else ""))
+        result = fit(cfg, cbs if rank == 0 else (), run_dir=run, resume=resume is not None,
+                     checkpoint_every=checkpoint_every)
+        if rank == 0:
+            record_run(result, cfg, run)
+    finally:
+        distributed.shutdown()
     return result
+
+
+def shared_from_rank0(cfg: TrainConfig, value: str) -> str:
+    """Rank 0's string (the run folder) on every rank."""
+    import torch.distributed as dist
+
+    from . import distributed
+
+    distributed.init(resolve_device(cfg.device))
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -1,0 +1,113 @@
+"""Property-based tests: at least 10000 generated inputs each to the IDX reader, the image-folder loader and
+the prediction preprocessing. Whatever the input, the only exceptions are our own documented errors."""
+
+from __future__ import annotations
+
+import io
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from digitlab.data.folders import load_folder
+from digitlab.data.idx import IDX_DTYPES, parse_idx
+from digitlab.errors import DataError, IdxError
+from digitlab.predict import BlankImageError, ImageError, prepare_image
+
+MANY = settings(max_examples=10_000, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@st.composite
+def idx_like(draw):
+    """Mostly well-formed headers with random type codes, dims and data lengths, plus raw noise."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=64))
+    code = draw(st.sampled_from([*IDX_DTYPES, 0, 7, 0x10]))
+    dims = draw(st.lists(st.integers(0, 2**32 - 1) if draw(st.booleans()) else st.integers(0, 6), max_size=4))
+    head = bytes([0, draw(st.sampled_from([0, 0, 1])), code, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
+    return head + draw(st.binary(max_size=128))
+
+
+@pytest.mark.slow
+@MANY
+@given(idx_like())
+def test_idx_reader_raises_only_idx_error(data):
+    try:
+        array = parse_idx(data, "fuzz.idx")
+    except IdxError as e:
+        assert "fuzz.idx" in str(e)
+    else:
+        assert array.size * array.itemsize == len(data) - 4 - 4 * data[3]
+
+
+@st.composite
+def folder_tree(draw):
+    """A few label folders (good or bad names) holding tiny PNGs, wrong-size images, empty or junk files."""
+    folders = draw(st.lists(st.sampled_from(["3", "7", "0", "9", "x", "10"]), max_size=3, unique=True))
+    files = {}
+    for name in folders:
+        files[name] = draw(st.lists(st.one_of(
+            st.tuples(st.just("png"), st.integers(1, 40), st.integers(1, 40), st.integers(0, 255)),
+            st.tuples(st.just("junk"), st.binary(max_size=40)),
+        ), max_size=3))
+    return files
+
+
+@pytest.mark.slow
+@MANY
+@given(folder_tree(), st.booleans())
+def test_folder_loader_raises_only_data_error(tree, skip_bad):
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for name, files in tree.items():
+            (root / name).mkdir()
+            for i, f in enumerate(files):
+                if f[0] == "png":
+                    Image.new("L", (f[1], f[2]), f[3]).save(root / name / f"{i}.png")
+                else:
+                    (root / name / f"{i}.bin").write_bytes(f[1])
+        try:
+            split, warnings = load_folder(root, skip_bad=skip_bad)
+        except DataError:
+            return
+        assert split.images.shape[1:] == (28, 28) and len(split.images) == len(split.labels) > 0
+
+
+image_arrays = st.integers(1, 48).flatmap(lambda h: st.integers(1, 48).flatmap(
+    lambda w: st.one_of(
+        st.binary(min_size=h * w, max_size=h * w).map(lambda b: np.frombuffer(b, np.uint8).reshape(h, w)),
+        st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, h - 1), st.integers(0, w - 1)).map(
+            lambda t: stroke(h, w, *t)))))
+
+
+def stroke(h, w, paper, ink, r, c):
+    """Paper of one grey with a short line of ink: the common case of a real drawing."""
+    a = np.full((h, w), paper, np.uint8)
+    a[r, : max(1, w // 2)] = ink
+    a[: max(1, h // 2), c] = ink
+    return a
+
+
+def encoded(array: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.slow
+@MANY
+@given(image_arrays, st.sampled_from(["array", "PNG", "JPEG", "noise"]), st.binary(max_size=64))
+def test_preprocessing_raises_only_image_errors(array, kind, noise):
+    source = array if kind == "array" else noise if kind == "noise" else encoded(array, kind)
+    try:
+        x = prepare_image(source)
+    except (ImageError, BlankImageError):
+        return
+    assert x.shape == (28, 28) and x.dtype.is_floating_point
+    assert 0 <= float(x.min()) and float(x.max()) <= 1 and float(x.max()) > 0

@@ -1,0 +1,104 @@
+"""Recipes, test-time augmentation and ensembles, and their commands, on the real test set."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_env
+from digitlab.config import TrainConfig
+from digitlab.data.tasks import load_task, to_input
+from digitlab.errors import ConfigError
+from digitlab.models import build_model
+from digitlab.recipes import RECIPES, TTA_SHIFTS, ensemble_evaluate, get_recipe, predict_probs_tta, shift_images
+from digitlab.train.trainer import predict_probs
+from digitlab.weights import save_model
+
+
+def digitlab(*args, tmp_path=None, check=True):
+    """The installed command in a real process, as a user runs it."""
+    exe = Path(sys.executable).parent / "digitlab"
+    proc = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=run_env(tmp_path),
+                          timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_default_recipe_is_train_configs_defaults():
+    assert RECIPES["default"].train_config() == TrainConfig()
+    assert get_recipe("best").train_config(seed=3).seed == 3
+    with pytest.raises(ConfigError, match="unknown recipe"):
+        get_recipe("nope")
+
+
+def test_shift_images_moves_whole_pixels_and_fills_black():
+    x = torch.arange(2 * 28 * 28, dtype=torch.float32).view(2, 1, 28, 28)
+    right = shift_images(x, 1, 0)
+    assert torch.equal(right[..., :, 1:], x[..., :, :-1]) and (right[..., :, 0] == 0).all()
+    up = shift_images(x, 0, -2)
+    assert torch.equal(up[..., :-2, :], x[..., 2:, :]) and (up[..., -2:, :] == 0).all()
+    assert torch.equal(shift_images(x, 0, 0), x)
+    assert len(set(TTA_SHIFTS)) == len(TTA_SHIFTS) == 5
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory):
+    """Two different (untrained, seeded) fastcnn models saved as a user's runs would be."""
+    folder = tmp_path_factory.mktemp("models")
+    paths = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model = build_model("fastcnn", 10).eval()
+        paths.append(save_model(model, folder / f"m{seed}.safetensors",
+                                {"model": "fastcnn", "classes": list(range(10)), "task": "digits"}))
+    return paths
+
+
+def test_without_tta_probabilities_are_the_trainers(saved_models):
+    from digitlab.weights import load_model
+
+    model, _ = load_model(saved_models[0])
+    images = load_task("digits").valid.images[:500]
+    assert torch.allclose(predict_probs_tta(model, images, tta=False), predict_probs(model, images), atol=1e-6)
+
+
+def test_tta_is_the_mean_over_shifted_copies(saved_models):
+    from digitlab.train.losses import softmax
+    from digitlab.weights import load_model
+
+    model, _ = load_model(saved_models[0])
+    images = load_task("digits").valid.images[:300]
+    with torch.no_grad():
+        x = to_input(images)
+        expected = torch.stack([softmax(model(shift_images(x, dx, dy))) for dx, dy in TTA_SHIFTS]).mean(0)
+    assert torch.allclose(predict_probs_tta(model, images, tta=True, bs=128), expected, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_ensemble_scores_the_mean_probability(saved_models):
+    from digitlab.weights import load_model
+
+    res = ensemble_evaluate([str(p) for p in saved_models])
+    valid = load_task("digits").valid
+    probs = sum(predict_probs(load_model(p)[0], valid.images) for p in saved_models)
+    assert res["accuracy"] == pytest.approx((probs.argmax(1) == valid.labels).float().mean().item(), abs=1e-7)
+    assert res["n"] == 10000 and len(res["members"]) == 2 and res["task"] == "digits"
+    assert res["errors"] == round((1 - res["accuracy"]) * 10000)
+
+
+@pytest.mark.slow
+def test_ensemble_and_lr_find_commands(saved_models, tmp_path):
+    proc = digitlab("ensemble", *saved_models, "--tta", "--json", tmp_path=tmp_path)
+    res = json.loads(proc.stdout)
+    assert res["tta"] and res["n_models"] == 2 and 0 <= res["accuracy"] <= 1
+    png = tmp_path / "lr.png"
+    proc = digitlab("lr-find", "--task", "3v7", "--model", "fastcnn", "--bs", "64", "--num-it", "30", "--png", png,
+                    "--json", tmp_path=tmp_path)
+    res = json.loads(proc.stdout)
+    assert png.stat().st_size > 10_000 and len(res["lrs"]) <= 30 and 1e-6 <= res["suggestion"] <= 10
+    bad = digitlab("recipe", "nope", tmp_path=tmp_path, check=False)
+    assert bad.returncode == 2 and "unknown recipe" in bad.stderr

@@ -1,0 +1,231 @@
+"""`digitlab serve` as a user runs it: a real server process on a free loopback port, spoken to over HTTP.
+Every route, and every kind of bad input: the server answers each with a clear JSON error and keeps running."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_env
+from digitlab.data import load_mnist
+
+
+def start(*args, tmp_path=None):
+    """Start `python -m digitlab serve ... --port 0`; return (process, base url) once it answers /api/health."""
+    proc = subprocess.Popen([sys.executable, "-m", "digitlab", "serve", *map(str, args), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env(tmp_path),
+                            cwd=tmp_path)
+    line = proc.stdout.readline()
+    m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+    assert m, f"no address printed: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+    url = f"http://127.0.0.1:{m.group(1)}"
+    for _ in range(100):
+        try:
+            if httpx.get(url + "/api/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("server did not come up")
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The shipped model, served from an empty working folder whose TMPDIR must stay empty."""
+    tmp = tmp_path_factory.mktemp("serve")
+    (tmp / "tmp").mkdir()
+    proc, url = start(tmp_path=tmp)
+    yield url, tmp
+    stop(proc)
+    assert proc.returncode in (0, -15)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    valid = load_mnist()["valid"]
+    return valid.images[:20].numpy(), valid.labels[:20].tolist()
+
+
+def png(arr: np.ndarray, fmt="PNG", side=280, invert=True) -> bytes:
+    im = Image.fromarray(255 - arr if invert else arr).resize((side, side), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, fmt)
+    return buf.getvalue()
+
+
+def test_health_model_openapi_and_page(server):
+    url, _ = server
+    h = httpx.get(url + "/api/health").json()
+    assert h["status"] == "ok" and h["model"] == "cnn"
+    m = httpx.get(url + "/api/model").json()
+    assert m["architecture"] == "cnn" and m["classes"] == list(range(10)) and m["task"] == "digits"
+    assert m["test_accuracy"] > 0.98 and m["trained"].startswith("20") and "MNIST" in m["training_data"]
+    spec = httpx.get(url + "/openapi.json").json()
+    assert {"/api/predict", "/api/model", "/api/health"} <= set(spec["paths"])
+    assert {"application/json", "multipart/form-data"} <= set(spec["paths"]["/api/predict"]["post"]["requestBody"]["content"])
+    assert httpx.get(url + "/docs").status_code == 200
+    page = httpx.get(url + "/")
+    assert page.status_code == 200 and '<canvas id="pad"' in page.text and "default-src 'self'" in page.headers["content-security-policy"]
+    for name, kind in (("app.js", "javascript"), ("style.css", "css")):
+        r = httpx.get(f"{url}/static/{name}")
+        assert r.status_code == 200 and kind in r.headers["content-type"]
+    assert httpx.get(url + "/static/../../etc/passwd").status_code == 404
+    nf = httpx.get(url + "/nope")
+    assert nf.status_code == 404 and nf.json()["error"] == "not_found"
+    assert httpx.get(url + "/api/predict").status_code == 405
+
+
+def test_predict_json_pixels_both_scales(server, digits):
+    url, _ = server
+    images, labels = digits
+    right = 0
+    for img, label in zip(images, labels):
+        r = httpx.post(url + "/api/predict", json={"pixels": img.tolist()})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert set(body) == {"label", "probabilities", "input"}
+        assert abs(sum(body["probabilities"].values()) - 1) < 1e-3 and len(body["input"]) == 28
+        right += body["label"] == label
+    assert right >= 19
+    scaled = httpx.post(url + "/api/predict", json={"pixels": (images[0] / 255).tolist()}).json()
+    assert scaled["label"] == labels[0]
+
+
+def test_predict_image_files(server, digits):
+    url, _ = server
+    images, labels = digits
+    for fmt, mime in (("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp")):
+        data = png(images[0], fmt)
+        r = httpx.post(url + "/api/predict", files={"file": (f"d.{fmt.lower()}", data, mime)})
+        assert r.status_code == 200 and r.json()["label"] == labels[0], (fmt, r.text)
+        raw = httpx.post(url + "/api/predict", content=data, headers={"content-type": mime})
+        assert raw.status_code == 200 and raw.json()["label"] == labels[0]
+
+
+@pytest.mark.parametrize("body, status, code", [
+    ({"pixels": [[0] * 28] * 27}, 422, "invalid_pixels"),
+    ({"pixels": [[0] * 27] * 28}, 422, "invalid_pixels"),
+    ({"pixels": [["a"] * 28] * 28}, 422, "invalid_pixels"),
+    ({"pixels": [[True] * 28] * 28}, 422, "invalid_pixels"),
+    ({"pixels": [[300] * 28] * 28}, 422, "invalid_pixels"),
+    ({"pixels": [[-1] * 28] * 28}, 422, "invalid_pixels"),
+    ({"pixel": []}, 422, "invalid_pixels"),
+    ([1, 2, 3], 422, "invalid_pixels"),
+    ({"pixels": [[0] * 28] * 28}, 422, "no_digit"),
+])
+def test_bad_json(server, body, status, code):
+    url, _ = server
+    r = httpx.post(url + "/api/predict", json=body)
+    assert (r.status_code, r.json()["error"]) == (status, code), r.text
+    assert r.json()["detail"]
+
+
+def test_malformed_json_nan_and_unknown_content_type(server):
+    url, _ = server
+    for text in ('{"pixels": ', '{"pixels": [[NaN]]}'):
+        r = httpx.post(url + "/api/predict", content=text, headers={"content-type": "application/json"})
+        assert r.status_code in (400, 422) and r.json()["error"] in ("malformed_json", "invalid_pixels")
+    r = httpx.post(url + "/api/predict", content="hello", headers={"content-type": "text/plain"})
+    assert r.status_code == 415 and r.json()["error"] == "unsupported_media_type"
+
+
+def test_bad_images(server):
+    url, _ = server
+    gif = io.BytesIO()
+    Image.new("L", (28, 28)).save(gif, "GIF")
+    good = png(np.full((28, 28), 255, np.uint8))
+    blank = png(np.zeros((28, 28), np.uint8))
+    bomb = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(bomb, "PNG")  # 400 Mpixels in ~50 KB
+    assert len(bomb.getvalue()) < 1 << 20
+    cases = [(b"just text", 415, "unsupported_image"), (gif.getvalue(), 415, "unsupported_image"),
+             (b"", 415, "unsupported_image"), (good[:60], 400, "bad_image"),
+             (good[:8] + b"\x00" * 200, 400, "bad_image"), (bomb.getvalue(), 400, "image_too_large"),
+             (blank, 422, "no_digit")]
+    for data, status, code in cases:
+        r = httpx.post(url + "/api/predict", files={"file": ("x.png", data, "image/png")})
+        assert (r.status_code, r.json()["error"]) == (status, code), (data[:16], r.text)
+    r = httpx.post(url + "/api/predict", data={"other": "1"}, files={"notfile": ("a.txt", b"x", "text/plain"),
+                                                                     "again": ("b.txt", b"y", "text/plain")})
+    assert r.status_code == 422 and r.json()["error"] == "missing_file"
+
+
+def raw_http(url: str, head: bytes, chunks=()) -> bytes:
+    """Send a request by hand (to control Content-Length and chunking); return what came back."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(head)
+        try:
+            for c in chunks:
+                s.sendall(c)
+        except OSError:
+            pass  # the server refused and closed before we finished: that is the point
+        data = b""
+        while b"\r\n\r\n" not in data or len(data) < data.find(b"\r\n\r\n") + 50:
+            part = s.recv(65536)
+            if not part:
+                break
+            data += part
+        return data
+
+
+def test_body_over_the_limit_is_refused_without_reading_it(server):
+    url, _ = server
+    declared = raw_http(url, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                             b"Content-Length: 50000000\r\n\r\n" + b"x" * 1000)  # 50 MB declared, 1 KB sent
+    assert declared.startswith(b"HTTP/1.1 413") and b"body_too_large" in declared
+    chunk = b"%x\r\n%s\r\n" % (64 * 1024, b"x" * 64 * 1024)
+    streamed = raw_http(url, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n", [chunk] * 40)  # 2.5 MB, no length given
+    assert streamed.startswith(b"HTTP/1.1 413") and b"body_too_large" in streamed
+    big = httpx.post(url + "/api/predict", content=b"\x89PNG\r\n\x1a\n" + b"0" * (1 << 20),
+                     headers={"content-type": "image/png"})
+    assert big.status_code == 413
+
+
+def test_still_alive_and_nothing_written(server):
+    url, tmp = server
+    assert httpx.get(url + "/api/health").json()["status"] == "ok"
+    assert sorted(p.name for p in tmp.iterdir()) == ["cache", "tmp"] or sorted(p.name for p in tmp.iterdir()) == ["tmp"]
+    assert list((tmp / "tmp").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_serve_a_run_folder_a_smaller_limit_and_bad_arguments(tmp_path):
+    from digitlab.cli import main  # noqa: F401  (the entry point exists)
+
+    model = __import__("pathlib").Path(__file__).parents[1] / "pretrained" / "digits-cnn.safetensors"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.safetensors").write_bytes(model.read_bytes())
+    proc, url = start(tmp_path / "run", "--max-body", "1000", tmp_path=tmp_path)
+    try:
+        assert httpx.get(url + "/api/model").json()["file"] == "model.safetensors"
+        r = httpx.post(url + "/api/predict", content=b"x" * 2000, headers={"content-type": "image/png"})
+        assert r.status_code == 413
+    finally:
+        stop(proc)
+    bad = subprocess.run([sys.executable, "-m", "digitlab", "serve", str(tmp_path / "nothing")], capture_output=True,
+                         text=True, env=run_env(tmp_path), timeout=60)
+    assert bad.returncode == 2 and "no such run folder" in bad.stderr
+    (tmp_path / "fake.safetensors").write_bytes(b"not safetensors")
+    fake = subprocess.run([sys.executable, "-m", "digitlab", "serve", str(tmp_path / "fake.safetensors")],
+                          capture_output=True, text=True, env=run_env(tmp_path), timeout=60)
+    assert fake.returncode == 2 and "safetensors" in fake.stderr
