@@ -117,3 +117,10 @@ def test_checksum_verified_once_then_cached(tmp_path, isolated_cache):
 def test_missing_data_folder_says_what_to_do(tmp_path):
     with pytest.raises(DataError, match="--data DIR"):
         load_split("train", tmp_path)
+
+
+def test_empty_array_with_huge_other_dimensions_is_refused():
+    """Found by hypothesis: a zero dimension beside huge ones made numpy's reshape overflow."""
+    data = bytes([0, 0, 8, 4]) + struct.pack(">4I", 0, 16, 758198534, 759252116)
+    with pytest.raises(IdxError, match="more than"):
+        parse_idx(data, "zero.idx")

@@ -187,3 +187,16 @@ def test_uci_digits_are_read_from_scikit_learn():
     assert images.shape == (1797, 8, 8) and labels.shape == (1797,)
     assert images.min() == 0 and images.max() == 1 and set(labels.tolist()) == set(range(10))
     assert prepare_image(images[0]).shape == (28, 28)
+
+
+def test_faint_ink_that_vanishes_is_blank_not_a_guess():
+    """Found by hypothesis (test_properties): a faint stroke on black used to give an all-zero input."""
+    import numpy as np
+
+    from digitlab.predict import BlankImageError, prepare_image
+
+    a = np.zeros((4, 4), np.uint8)  # the case hypothesis found: faint strokes on black, stroke(4, 4, 0, 39, 3, 0)
+    a[3, :2] = 39
+    a[:2, 0] = 39
+    with pytest.raises(BlankImageError, match="no digit"):
+        prepare_image(a)

@@ -121,7 +121,10 @@ def remove_specks(ink: np.ndarray) -> np.ndarray:
 def ink_box(ink: np.ndarray, trim: float = 0.003) -> tuple[slice, slice]:
     """The rows and columns holding all but `trim` of the ink's mass at each end (stray marks far away are cut)."""
     def span(mass: np.ndarray) -> slice:
-        c = np.cumsum(mass) / mass.sum()
+        total = mass.sum()
+        if total <= 0:
+            raise BlankImageError("no digit found: no ink is left once the background is removed.")
+        c = np.cumsum(mass) / total
         return slice(int(np.searchsorted(c, trim)), int(np.searchsorted(c, 1 - trim)) + 1)
     return span(ink.sum(1)), span(ink.sum(0))
 
@@ -195,8 +198,11 @@ def prepare_image(source: str | Path | bytes | Image.Image | np.ndarray) -> torc
     h, w = crop.shape
     scale = 20.0 / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
-    return torch.from_numpy(centre_by_mass(np.clip(small, 0, 1)))
+    small = np.clip(np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS), dtype=np.float32), 0, 1)
+    if not small.any():  # faint ink that vanished in the clean-up: say so rather than guess from an empty field
+        raise BlankImageError("no digit found: the ink is too faint to make out a digit. Use darker ink or more "
+                              "contrast.")
+    return torch.from_numpy(centre_by_mass(small))
 
 
 UNSURE = 0.5  # a top probability below this is reported as a guess

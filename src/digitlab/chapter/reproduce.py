@@ -68,7 +68,7 @@ def write_plots(results: list[StageResult], out: Path) -> list[Path]:
     net = next((r for r in reversed(results) if "recorder" in r.extras), None)
     if net:
         rec = net.extras["recorder"]
-        fig = curves_figure(rec.logs, rec.losses, "batch_accuracy")
+        fig = curves_figure(rec.logs, rec.losses, rec.metric_names[-1])
         fig.suptitle(f"{net.stage}: recorder")
         paths.append(save(fig, out / "recorder_curves.png"))
     histories = {r.stage: r.history for r in results if r.history}

@@ -22,7 +22,7 @@ def reproduce(
     out_dir: Path = typer.Option(Path("reproduce"), "--out", help="Folder for results.json, results.csv and plots."),
     seed: int = typer.Option(42, help="Random seed; the same seed prints the same table."),
     stages: Optional[list[str]] = typer.Option(None, "--stage", help="Run only these stages (repeatable). "
-                                               "Also: simple_net_by_hand."),
+                                               "Also: simple_net_by_hand, resnet18 (the book's last stage, about 80 s on 2 CPU cores)."),
     plots: bool = typer.Option(True, help="Save the plots."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the table."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON instead of a table."),

@@ -8,6 +8,7 @@ then the data in big-endian order. The "magic number" is the first four bytes re
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -63,9 +64,9 @@ def parse_idx(data: bytes, name: str = "<bytes>", expect_magic: int | None = Non
     if len(data) < header:
         raise IdxError(f"{name}: truncated header: {ndim} dimensions need {header} bytes, the file has {len(data)}.")
     shape = struct.unpack(f">{ndim}I", data[4:header])
-    count = int(np.prod(shape, dtype=np.int64)) if ndim else 1
+    count = math.prod(shape)  # Python ints: no overflow
     expected = count * dtype.itemsize
-    if expected > MAX_BYTES:
+    if expected > MAX_BYTES or math.prod(d for d in shape if d) * dtype.itemsize > MAX_BYTES:
         raise IdxError(f"{name}: header claims shape {shape} ({expected} bytes), more than the {MAX_BYTES} bytes allowed.")
     got = len(data) - header
     if got < expected:

@@ -75,10 +75,12 @@ def image_input(data: bytes, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     try:
         with Image.open(io.BytesIO(data), formats=[fmt]) as im:  # reads the header only
             width, height = im.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError:  # PIL's own guard, at twice its MAX_IMAGE_PIXELS, fires before ours
+        width, height = max_pixels + 1, 1
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise ApiError(400, "bad_image", f"this {fmt} file is corrupt ({e}).") from None
     if width * height > max_pixels:
-        raise ApiError(400, "image_too_large", f"the {fmt} image is {width}x{height} = {width * height} pixels, "
+        raise ApiError(400, "image_too_large", f"the {fmt} image has {width * height} pixels or more, "
                                                f"over this server's limit of {max_pixels}; scale it down first "
                                                f"(a digit needs no more than a few hundred pixels a side).")
     return prepared(data)

@@ -187,11 +187,12 @@ class Learner:
         elif lr is not None:
             set_hyper(self.opt, "lr", lr)
         self.n_epochs, self.do_train, self.do_validate, self.pct_train = n_epochs, train, validate, 0.0
+        self.epoch, self.epochs_run = (self.resume_from["epoch"] if self.resume_from else 0), 0
         self.index_callbacks()
         try:
             self.with_events("fit", self.all_epochs)
         finally:
-            self.epochs_before += self.epoch + 1
+            self.epochs_before += self.epochs_run
             for cb in cbs:
                 self.cbs.remove(cb)
         return self
@@ -199,6 +200,7 @@ class Learner:
     def all_epochs(self) -> None:
         start = self.resume_from["epoch"] if self.resume_from else 0
         for self.epoch in range(start, self.n_epochs):
+            self.epochs_run += 1
             self.with_events("epoch", self.one_epoch)
 
     def fit_one_cycle(self, n_epochs: int, lr_max: float | None = None, pct_start: float = 0.25, div: float = 25.0,

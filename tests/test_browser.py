@@ -1,0 +1,55 @@
+"""The page in a real browser: Debian's chromium, driven by Playwright, draws a 7 stroke by stroke with the
+mouse, waits for the guess, checks it, and saves a screenshot (its path is printed and recorded)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from test_serve import start, stop
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium (make browser)")
+def test_draw_a_seven_in_chromium(tmp_path, record_property):
+    from playwright.sync_api import sync_playwright
+
+    proc, url = start(tmp_path=tmp_path)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 900, "height": 640})
+            page.goto(url + "/")
+            page.wait_for_function("document.getElementById('model-info').textContent.includes('accuracy')")
+            box = page.locator("#pad").bounding_box()
+            x0, y0, s = box["x"], box["y"], box["width"] / 280
+
+            def stroke(points):
+                page.mouse.move(x0 + points[0][0] * s, y0 + points[0][1] * s)
+                page.mouse.down()
+                for x, y in points[1:]:
+                    page.mouse.move(x0 + x * s, y0 + y * s, steps=12)
+                page.mouse.up()
+
+            stroke([(70, 60), (210, 60)])      # the 7's bar
+            stroke([(210, 60), (130, 240)])    # its stem
+            page.wait_for_selector("#label[data-state=ok]", timeout=10000)
+            page.wait_for_timeout(400)         # the last (debounced) answer
+            label = page.text_content("#label")
+            shot = tmp_path / "draw-7.png"
+            page.screenshot(path=str(shot))
+            record_property("screenshot", str(shot))
+            print(f"screenshot: {shot}")
+            assert label == "7", f"guessed {label}; see {shot}"
+            bars = page.locator("#bars li").count()
+            assert bars == 10 and page.locator("#bars li.top").get_attribute("data-digit") == "7"
+            page.click("#clear")
+            assert page.get_attribute("#label", "data-state") == "empty"
+            browser.close()
+    finally:
+        stop(proc)
