@@ -1,0 +1,34 @@
+"""`digitlab speedrun`: time to a test-accuracy target."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from .app import app, out
+
+
+@app.command()
+def speedrun(target: float = typer.Option(0.99, help="Test accuracy to reach: 0.99, 0.995 or 0.997."),
+             seeds: int = typer.Option(3, help="How many seeds (0, 1, ...)."),
+             device: str = typer.Option("auto", help="auto, cpu, cuda."),
+             as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Train ten digits to a test-accuracy target as fast as possible over several seeds; report mean, minimum
+    and every run (the clock runs from the first step to the evaluation that reaches the target).
+
+    Example: [bold]digitlab speedrun --target 0.99 --seeds 3[/]
+    """
+    from ..speedrun import speedrun as run
+
+    res = run(target, tuple(range(seeds)), device)
+    if as_json:
+        print(json.dumps(res, indent=2))
+        return 0 if res["all_reached"] else 1
+    for r in res["runs"]:
+        out.print(f"seed {r['seed']}: {'reached' if r['reached'] else 'MISSED'} {r['accuracy']:.4f} in "
+                  f"{r['seconds']:.1f}s ({r['epochs']} epochs)", highlight=False)
+    out.print(f"target {target}: mean {res['mean_seconds']:.1f}s, min {res['min_seconds']:.1f}s, mean accuracy "
+              f"{res['mean_accuracy']:.4f}, {'every seed reached it' if res['all_reached'] else 'some seeds missed'}",
+              highlight=False)
+    return 0 if res["all_reached"] else 1
