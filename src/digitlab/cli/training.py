@@ -85,15 +85,15 @@ def train(
 
 def strip_option(argv: list[str], option: str) -> list[str]:
     """argv without `option VALUE` or `option=VALUE`."""
-    out, skip = [], False
+    kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
         elif arg == option:
             skip = True
         elif not arg.startswith(option + "="):
-            out.append(arg)
-    return out
+            kept.append(arg)
+    return kept
 
 
 @app.command()
