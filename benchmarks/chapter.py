@@ -1,8 +1,9 @@
-"""The chapter's training stages, ours against the book's way, in one process.
+"""The chapter's training stages, ours against two baselines, in one process.
 
-The book's way: a Python list of (x, y) tuples through torch.utils.data.DataLoader with default collation (which
-stacks 256 tensors per batch), and a hand-written loop (torch.optim.SGD stands in for fastai's SGD, and a plain
-loop for fastai's Learner). Ours: digitlab's DataLoader (index slices, no collation) and Learner.
+Baseline 1, the book's way: a Python list of (x, y) tuples through torch.utils.data.DataLoader with default
+collation (which stacks 256 tensors per batch), and a hand-written loop (torch.optim.SGD stands in for fastai's
+SGD, and a plain loop for fastai's Learner). Baseline 2, plain idiomatic PyTorch: TensorDataset +
+torch.utils.data.DataLoader + torch.optim.SGD. Ours: digitlab's DataLoader (index slices, no collation) and Learner.
 Run: python -m benchmarks.chapter [--repeats 5]
 """
 
@@ -13,6 +14,7 @@ import argparse
 import torch
 from torch import nn
 from torch.utils.data import DataLoader as TorchDataLoader
+from torch.utils.data import TensorDataset
 
 from digitlab.chapter.stages import STAGES, ChapterData
 from digitlab.train.losses import mnist_loss
@@ -20,10 +22,13 @@ from digitlab.train.losses import mnist_loss
 from .common import median, timed, write_record
 
 
-def book_loaders(data: ChapterData, seed: int):
+def book_loaders(data: ChapterData, seed: int, tensor_dataset: bool = False):
+    """Baseline 1: lists of (x, y) tuples; baseline 2 (tensor_dataset): TensorDatasets."""
     torch.manual_seed(seed)
-    dset = list(zip(data.train_x, data.train_y))
-    valid_dset = list(zip(data.valid_x, data.valid_y))
+    if tensor_dataset:
+        dset, valid_dset = TensorDataset(data.train_x, data.train_y), TensorDataset(data.valid_x, data.valid_y)
+    else:
+        dset, valid_dset = list(zip(data.train_x, data.train_y)), list(zip(data.valid_x, data.valid_y))
     return TorchDataLoader(dset, batch_size=256, shuffle=True), TorchDataLoader(valid_dset, batch_size=256)
 
 
@@ -33,8 +38,8 @@ def book_validate_epoch(model, valid_dl) -> float:
     return round(torch.stack(accs).mean().item(), 4)
 
 
-def book_train(model, params, step, data, seed, epochs, val_loss=False) -> float:
-    dl, valid_dl = book_loaders(data, seed)
+def book_train(model, params, step, data, seed, epochs, val_loss=False, tensor_dataset=False) -> float:
+    dl, valid_dl = book_loaders(data, seed, tensor_dataset)
     for _ in range(epochs):
         for xb, yb in dl:
             loss = mnist_loss(model(xb), yb)
@@ -58,7 +63,7 @@ def book_linear_by_hand(data, seed, epochs=20, lr=1.0):
     return book_train(lambda xb: xb @ weights + bias, None, step, data, seed, epochs)
 
 
-def book_with_torch_sgd(model_fn, epochs, lr, val_loss=False):
+def book_with_torch_sgd(model_fn, epochs, lr, val_loss=False, tensor_dataset=False):
     def run(data, seed):
         torch.manual_seed(seed)
         model = model_fn()
@@ -67,8 +72,19 @@ def book_with_torch_sgd(model_fn, epochs, lr, val_loss=False):
         def step():
             opt.step()
             opt.zero_grad()
-        return book_train(model, None, step, data, seed, epochs, val_loss)
+        return book_train(model, None, step, data, seed, epochs, val_loss, tensor_dataset)
     return run
+
+
+def simple_net_model():
+    return nn.Sequential(nn.Linear(784, 30), nn.ReLU(), nn.Linear(30, 1))
+
+
+PLAIN = {  # baseline 2 for the stages that use nn modules and an optimizer object
+    "linear_sgd": book_with_torch_sgd(lambda: nn.Linear(784, 1), 20, 1.0, tensor_dataset=True),
+    "linear_learner": book_with_torch_sgd(lambda: nn.Linear(784, 1), 10, 1.0, val_loss=True, tensor_dataset=True),
+    "simple_net": book_with_torch_sgd(simple_net_model, 40, 0.1, val_loss=True, tensor_dataset=True),
+}
 
 
 BOOK = {
@@ -76,7 +92,7 @@ BOOK = {
     "linear_basic_optim": book_with_torch_sgd(lambda: nn.Linear(784, 1), 20, 1.0),
     "linear_sgd": book_with_torch_sgd(lambda: nn.Linear(784, 1), 20, 1.0),
     "linear_learner": book_with_torch_sgd(lambda: nn.Linear(784, 1), 10, 1.0, val_loss=True),
-    "simple_net": book_with_torch_sgd(lambda: nn.Sequential(nn.Linear(784, 30), nn.ReLU(), nn.Linear(30, 1)), 40, 0.1, val_loss=True),
+    "simple_net": book_with_torch_sgd(simple_net_model, 40, 0.1, val_loss=True),
 }
 
 
@@ -87,21 +103,30 @@ def main(argv=None):
     args = ap.parse_args(argv)
     data = ChapterData.load()
     rows = []
-    print(f"{'stage':20s} {'book s':>8s} {'ours s':>8s} {'ratio':>6s} {'book acc':>9s} {'our acc':>8s}")
+    print(f"{'stage':20s} {'book s':>8s} {'plain s':>8s} {'ours s':>8s} {'vs book':>8s} {'vs plain':>9s} "
+          f"{'book acc':>9s} {'our acc':>8s}")
     for name, book_fn in BOOK.items():
+        plain_fn = PLAIN.get(name)
         book_fn(data, args.seed), STAGES[name](data, seed=args.seed)  # warm-up
-        book_t, ours_t, book_acc, our_acc = [], [], [], []
-        for r in range(args.repeats):  # interleaved, so both see the same machine noise
+        book_t, plain_t, ours_t, book_acc, our_acc = [], [], [], [], []
+        for r in range(args.repeats):  # interleaved, so all see the same machine noise
             t, acc = timed(book_fn, data, args.seed + r)
             book_t.append(t), book_acc.append(acc)
+            if plain_fn:
+                plain_t.append(timed(plain_fn, data, args.seed + r)[0])
             res = STAGES[name](data, seed=args.seed + r)
             ours_t.append(res.seconds), our_acc.append(res.accuracy)
-        row = {"stage": name, "book_s": median(book_t), "ours_s": median(ours_t),
-               "ratio": median(book_t) / median(ours_t), "book_acc": median(book_acc), "our_acc": median(our_acc),
-               "book_runs": book_t, "our_runs": ours_t}
+        row = {"stage": name, "book_s": median(book_t), "plain_s": median(plain_t) if plain_t else None,
+               "ours_s": median(ours_t), "ratio": median(book_t) / median(ours_t),
+               "ratio_plain": median(plain_t) / median(ours_t) if plain_t else None,
+               "book_acc": median(book_acc), "our_acc": median(our_acc), "book_runs": book_t,
+               "plain_runs": plain_t, "our_runs": ours_t}
         rows.append(row)
-        print(f"{name:20s} {row['book_s']:8.3f} {row['ours_s']:8.3f} {row['ratio']:5.2f}x {row['book_acc']:9.4f} {row['our_acc']:8.4f}")
-    path = write_record("chapter", {"claim": "chapter stages: ours vs the book's way (median of repeats)",
+        plain = f"{row['plain_s']:8.3f}" if plain_t else f"{'-':>8s}"
+        vs_plain = f"{row['ratio_plain']:8.2f}x" if plain_t else f"{'-':>9s}"
+        print(f"{name:20s} {row['book_s']:8.3f} {plain} {row['ours_s']:8.3f} {row['ratio']:7.2f}x {vs_plain} "
+              f"{row['book_acc']:9.4f} {row['our_acc']:8.4f}")
+    path = write_record("chapter", {"claim": "chapter stages: ours vs the book's way and plain PyTorch (medians)",
                                     "repeats": args.repeats, "rows": rows})
     print(f"wrote {path}")
 
