@@ -113,7 +113,9 @@ def record_run(result, cfg, run: Path, plots: bool = True) -> Path:
     write_json(run / "summary.json", result.summary)
     interp = None
     if result.data is not None:
-        interp = Interpretation.from_model(result.learn.model, result.data.valid, result.summary["classes"])
+        valid, classes = result.data.valid, result.summary["classes"]
+        interp = (Interpretation(valid.images, valid.labels, result.probs, list(classes)) if result.probs is not None
+                  else Interpretation.from_model(result.learn.model, valid, classes))  # fit's final pass, not a second one
         write_json(run / "interpretation.json", interp.to_dict())
     if plots:
         write_run_plots(result, run / "plots", interp, cfg.model)

@@ -130,6 +130,7 @@ class TrainResult:
     summary: dict
     run_dir: Path | None = None
     data: TaskData | None = field(default=None, repr=False)
+    probs: torch.Tensor | None = field(default=None, repr=False)  # final class probabilities on data.valid
 
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -172,7 +173,7 @@ def fit(cfg: TrainConfig, cbs: Iterable[Callback] = (), data: TaskData | None = 
                "valid_loss": final["loss"], "best_accuracy": max(accs) if accs else None,
                "epochs_done": len(rec.logs), "train_seconds": seconds, "params": n_params(learn.model),
                "device": str(device), "classes": list(data.classes)}
-    return TrainResult(learn, rec, summary, run_dir=run_dir, data=data)
+    return TrainResult(learn, rec, summary, run_dir=run_dir, data=data, probs=final["probs"])
 
 
 def restore_weights(model: torch.nn.Module, ckpt: Path) -> None:
