@@ -7,13 +7,13 @@ another architecture, or edited, gets a clear WeightsError instead of a crash de
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .errors import DigitlabError
+from .fileio import atomic_write
 
 META_KEY = "digitlab"
 INPUT_SPEC = "float32 (N, 1, 28, 28) in [0, 1], bright ink on a dark background, digit centred by mass (as MNIST)"
@@ -21,24 +21,6 @@ INPUT_SPEC = "float32 (N, 1, 28, 28) in [0, 1], bright ink on a dark background,
 
 class WeightsError(DigitlabError, ValueError):
     """A weights file is missing, not safetensors, or does not fit the architecture it names."""
-
-
-def atomic_write(path: Path, write) -> Path:
-    """Call write(tmp_path), fsync, then rename over `path`: a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would have made it, not owner-only
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def save_model(model: nn.Module, path: str | Path, meta: dict) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ChecksumError, DataError, IdxError
+from ..fileio import atomic_write
 from .idx import parse_idx, read_bytes
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
@@ -66,14 +67,6 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "digitlab"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and a rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def verified_bytes(path: Path, expected: str) -> bytes:
     """The file's uncompressed bytes, checked against the published sha256.
 
@@ -100,8 +93,8 @@ def verified_bytes(path: Path, expected: str) -> bytes:
                             f"(git checkout -- {path.name}) or a mirror.")
     try:
         if path.suffix == ".gz":
-            write_atomic(unpacked, data)
-        write_atomic(stamps_file, json.dumps({**stamps, key: expected}).encode())
+            atomic_write(unpacked, lambda tmp: tmp.write_bytes(data))
+        atomic_write(stamps_file, lambda tmp: tmp.write_text(json.dumps({**stamps, key: expected})))
     except OSError:
         pass  # a read-only home only costs a re-check next time
     return data

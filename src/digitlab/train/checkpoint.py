@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import DigitlabError
-from ..weights import atomic_write
+from ..fileio import atomic_write
 from .learner import Callback, CancelFitException
 
 FORMAT = "digitlab-checkpoint-1"
