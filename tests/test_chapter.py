@@ -1,13 +1,19 @@
 """Each stage of the chapter clears the book's figure minus half a point, averaged over 3 seeds."""
 
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 import torch
 
 from digitlab.chapter.by_hand import calc_grad, validate_epoch
 from digitlab.chapter.calculus import RollerCoaster, gradient_at
-from digitlab.chapter.reproduce import run_stages, table_rows
+from digitlab.chapter.reproduce import fork_stage, join_stage, run_stages, table_rows
 from digitlab.chapter.stages import EXTRA_STAGES, STAGES, ChapterData
+from digitlab.errors import ConfigError
 from digitlab.models import Linear1, SimpleNetByHand, simple_net
+from digitlab.viz.plotter import Plotter
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +45,46 @@ def test_pixel_similarity_is_the_books_figure_exactly(three_seeds):
     assert 0.9 < pix.extras["rmse"]["accuracy"] < 1
 
 
-def test_same_seed_same_table(data, three_seeds):
-    again = run_stages(["linear_by_hand", "simple_net"], seed=0, data=data)
+def test_same_seed_same_table_in_one_process_or_two(data, three_seeds):
+    threads = torch.get_num_threads()
+    again = run_stages(["linear_by_hand", "simple_net"], seed=0, data=data, processes=2)  # as the CLI runs them
+    assert torch.get_num_threads() == threads
     first = {r.stage: r for r in three_seeds[0]}
     for r in again:
         assert r.history == first[r.stage].history
+    rec, first_rec = again[1].extras["recorder"], first["simple net, Learner.fit"].extras["recorder"]
+    assert rec.logs[-1]["batch_accuracy"] == first_rec.logs[-1]["batch_accuracy"]  # the recorder came back whole
+    # one thread per process there, two here: sums may round differently in the last bit, the table does not
+    assert len(rec.losses) == 40 * 49 and np.allclose(rec.losses, first_rec.losses, rtol=1e-4)
+    assert torch.allclose(again[1].extras["model"][0].weight, first["simple net, Learner.fit"].extras["model"][0].weight,
+                          atol=1e-4)
+
+
+def test_a_forked_stage_raises_its_error_here(data):
+    def broken(data, seed):
+        raise ConfigError("no such stage setting")
+
+    with pytest.raises(ConfigError, match="no such stage setting"):
+        join_stage(*fork_stage(broken, data, 0))
+
+
+def test_plotter_draws_from_numpy_in_child_processes_or_in_this_one(tmp_path):
+    for fork in (True, False):
+        with Plotter(fork=fork) as plotter:
+            plotter.plot(tmp_path / f"img{fork}.png", "images_figure", images=[np.eye(28)], titles=["eye"])
+            plotter.plot(tmp_path / f"hist{fork}.png", "histories_figure", histories={"a": [0.5, 0.9]}, book={"a": 0.8})
+            paths = plotter.close()
+        assert [p.name for p in paths] == [f"img{fork}.png", f"hist{fork}.png"]
+        assert all(p.stat().st_size > 1000 for p in paths)
+    plotter = Plotter()
+    plotter.plot(tmp_path / "bad.png", "images_figure", images=[np.eye(28)], titles=["a", "b"], nope=1)
+    with pytest.raises(RuntimeError, match="bad.png: TypeError"):
+        plotter.close()
+
+
+def test_the_plotter_and_figures_import_without_torch():
+    code = "import sys, digitlab.viz, digitlab.viz.plotter; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_calc_grad_fills_gradients_and_validate_counts_every_image(data):

@@ -10,7 +10,7 @@ from digitlab.data.tasks import to_input
 from digitlab.models import MODELS, BasicBlock, build_model, fastcnn, init_weights, n_params, resnet18
 from digitlab.weights import load_model, save_model
 
-NEW_MODELS = ["fastcnn", "fastcnn_wide", "resnet18"]
+NEW_MODELS = ["fastcnn", "fastcnn_wide", "resnet18", "resnet18_fastai"]
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,9 @@ def digitlab(*args, tmp_path=None, check=True):
 
 def test_default_recipe_is_train_configs_defaults():
     assert RECIPES["default"].train_config() == TrainConfig()
-    assert get_recipe("best").train_config(seed=3).seed == 3
+    assert get_recipe("best").fast["model"] == "fastcnn_deep" and get_recipe("best-3v7").task == "3v7"
+    with pytest.raises(ConfigError, match="fast path"):
+        get_recipe("best").train_config(seed=3)
     with pytest.raises(ConfigError, match="unknown recipe"):
         get_recipe("nope")
 

@@ -140,6 +140,20 @@ def test_bad_json(server, body, status, code):
     assert r.json()["detail"]
 
 
+def test_predict_streamed_body_and_content_type_parameters(server, digits):
+    """/api/predict is answered by plain ASGI in front of FastAPI: a chunked body is put together from its
+    pieces, and a Content-Type with parameters is still JSON."""
+    url, _ = server
+    images, labels = digits
+    body = json.dumps({"pixels": images[1].tolist()}).encode()
+    pieces = iter([body[:100], body[100:2000], body[2000:]])  # an iterator: httpx sends it chunked
+    r = httpx.post(url + "/api/predict", content=pieces, headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json()["label"] == labels[1], r.text
+    assert r.headers["content-type"] == "application/json"
+    r = httpx.post(url + "/api/predict", content=body, headers={"content-type": "Application/JSON; charset=utf-8"})
+    assert r.status_code == 200 and r.json()["label"] == labels[1]
+
+
 def test_malformed_json_nan_and_unknown_content_type(server):
     url, _ = server
     for text in ('{"pixels": ', '{"pixels": [[NaN]]}'):

@@ -87,16 +87,43 @@ def block_levels(grey: np.ndarray, q: float, blocks: int = 4) -> np.ndarray:
     return np.asarray(Image.fromarray(grid).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
-def ink_map(grey: np.ndarray) -> np.ndarray:
+def sorted_percentile(a: np.ndarray, q):
+    """np.percentile(a, q) (its default 'linear' method) to the bit, from one sort: for small arrays, where
+    np.percentile's ~35 us of Python per call is most of preparing a 28x28 image. NaN -> np.percentile's answer."""
+    s = np.sort(a, axis=None)
+    if s.size == 0 or s[-1] != s[-1]:  # empty, or NaN (sorted last)
+        return np.percentile(a, q)
+    if type(q) in (int, float):  # a plain number: numpy computes in the array's dtype ("weak" q)
+        return _lerp_sorted(s, q, weak=True)
+    return np.array([_lerp_sorted(s, v, weak=False) for v in q])
+
+
+def _lerp_sorted(s: np.ndarray, q: float, weak: bool):
+    """numpy's _quantile + _lerp for one q, step for step: the same index, weight and rounding."""
+    n = s.size
+    v = (n - 1) * (q / 100)
+    top = v >= n - 1
+    i = n - 1 if top else int(v)
+    j = i if top else i + 1
+    t = v + 1 if top else v - i  # at the top numpy weighs against index -1 (harmless: a == b there)
+    a, b = s[i], s[j]
+    d = b - a  # float32, as numpy's diff_b_a
+    if weak:  # float32 arithmetic throughout (NEP 50)
+        return b - d * (1 - t) if t >= 0.5 else a + d * t
+    a, b, d = float(a), float(b), float(d)  # a float64 weight array makes the rest float64
+    return b - d * (1 - t) if t >= 0.5 else a + d * t
+
+
+def ink_map(grey: np.ndarray, percentile=np.percentile) -> np.ndarray:
     """Ink strength in [0, 1], bright on dark: inverted when the paper is light, evened out under uneven light."""
-    lo, paper, hi = np.percentile(grey[::2, ::2], [1, 50, 99])  # every fourth pixel is plenty
+    lo, paper, hi = percentile(grey[::2, ::2], [1, 50, 99])  # every fourth pixel is plenty
     light_paper = (hi - paper) < (paper - lo) or (hi - lo < 1e-6 and paper > 0.5)  # most pixels are paper
     if min(grey.shape) >= 48:
         background = block_levels(grey, 90 if light_paper else 10)
     else:
-        background = np.full_like(grey, np.percentile(grey, 90 if light_paper else 10))
+        background = np.full_like(grey, percentile(grey, 90 if light_paper else 10))
     ink = (background - grey) if light_paper else (grey - background)
-    strongest = float(np.percentile(ink, 99.9)) if ink.size else 0.0
+    strongest = float(percentile(ink, 99.9)) if ink.size else 0.0
     if strongest < MIN_CONTRAST:
         raise BlankImageError("no digit found: the image is blank (no ink stands out from the background). "
                               "Draw or photograph a digit with clear contrast.")
@@ -107,11 +134,12 @@ def ink_map(grey: np.ndarray) -> np.ndarray:
 
 def remove_specks(ink: np.ndarray) -> np.ndarray:
     """Drop ink pixels with fewer than two ink neighbours (salt noise, dust); strokes, even 1 pixel wide, stay."""
-    on = (ink > 0).astype(np.int8)
-    pad = np.pad(on, 1)
-    neighbours = sum(pad[1 + dy:1 + dy + on.shape[0], 1 + dx:1 + dx + on.shape[1]]
-                     for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
-    keep = neighbours >= 2
+    h, w = ink.shape
+    pad = np.zeros((h + 2, w + 2), np.int8)  # np.pad costs more than this whole function on a 28x28 image
+    on = pad[1:-1, 1:-1]
+    np.greater(ink, 0, out=on)
+    rows = pad[:-2] + pad[1:-1] + pad[2:]  # 3x3 box sums, separably: 5 array operations instead of 9
+    keep = (rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:] - on) >= 2
     if keep.sum() < MIN_INK_PIXELS:
         raise BlankImageError("no digit found: only a few scattered dots stand out from the background. "
                               "Draw or photograph a digit with clear contrast.")
@@ -168,8 +196,8 @@ def centre_by_mass(box: np.ndarray) -> np.ndarray:
     h, w = box.shape
     total = box.sum()
     cy, cx = ((np.arange(h) @ box.sum(1)) / total, (np.arange(w) @ box.sum(0)) / total) if total > 0 else (h / 2, w / 2)
-    top = int(np.clip(round(14 - cy), 0, 28 - h))
-    left = int(np.clip(round(14 - cx), 0, 28 - w))
+    top = min(max(round(14 - cy), 0), 28 - h)  # np.clip on one number costs ~5 us
+    left = min(max(round(14 - cx), 0), 28 - w)
     out[top:top + h, left:left + w] = box
     return out
 
@@ -192,7 +220,17 @@ def prepare_image(source: str | Path | bytes | Image.Image | np.ndarray) -> torc
     Grey; ink found against the paper (inverted when the paper is light, evened out under uneven light); specks
     removed; cropped to the ink; strokes brought to MNIST's width; scaled to fit 20x20 keeping the aspect;
     centred by its centre of mass in 28x28. Raises BlankImageError when there is no digit to see."""
-    ink = ink_map(as_grey(source))
+    grey = as_grey(source)
+    # small images (the web API's 28x28 JSON pixels) take the same percentiles from one sort: np.percentile's
+    # Python overhead was half the time of preparing them
+    return _prepare(grey, sorted_percentile if grey.size <= SMALL else np.percentile)
+
+
+SMALL = 64 * 64  # up to here, sorting beats np.percentile's overhead
+
+
+def _prepare(grey: np.ndarray, percentile) -> torch.Tensor:
+    ink = ink_map(grey, percentile)
     rows, cols = ink_box(ink)
     crop = even_strokes(ink[rows, cols])
     h, w = crop.shape

@@ -158,33 +158,12 @@ def stage_simple_net_by_hand(data: ChapterData, seed: int = 42, epochs: int = 40
     return StageResult("simple net by hand", history[-1], 0.9828, epochs, 0.0, history, {"model": model, "recorder": rec})
 
 
-def resnet_dls(data: ChapterData, seed: int, bs: int = 64) -> DataLoaders:
-    """The 3s and 7s as images (N, 1, 28, 28) with class indices 0 (a 3) and 1 (a 7): fastai's default bs 64."""
-    from ..data.tasks import to_classes, to_input
-
-    train, valid = to_classes(data.train, (3, 7)), to_classes(data.valid, (3, 7))
-    return DataLoaders(DataLoader(train.images, train.labels, bs, shuffle=True, seed=seed, tfm=to_input),
-                       DataLoader(valid.images, valid.labels, 1024, tfm=to_input))
-
-
-@timed
 def stage_resnet18(data: ChapterData, seed: int = 42, epochs: int = 1, lr: float = 0.1) -> StageResult:
-    """The chapter's end: resnet18 from scratch, cross-entropy over 2 classes, fit_one_cycle(1, 0.1)
-    (fastai's cnn_learner(dls, resnet18, pretrained=False, loss_func=F.cross_entropy, metrics=accuracy)).
-    Our SGD with Nesterov momentum (cycled 0.95-0.85) and weight decay 5e-4 stands in for fastai's Adam."""
-    from ..models.resnet import resnet18
-    from ..train.losses import cross_entropy
-    from ..train.metrics import accuracy
+    """The chapter's end, fastai's cnn_learner(dls, resnet18, pretrained=False) + fit_one_cycle(1, 0.1), built
+    from scratch: see resnet_stage.py (imported here on use: it builds on this module)."""
+    from .resnet_stage import stage_resnet18 as run
 
-    torch.manual_seed(seed)
-    model, rec = resnet18(n_classes=2), Recorder()
-    opt = lambda params, lr: SGD(params, lr, mom=0.9, wd=5e-4, nesterov=True)  # noqa: E731
-    learn = Learner(model, resnet_dls(data, seed), cross_entropy, opt_func=opt, metrics=[accuracy], cbs=[rec])
-    learn.fit_one_cycle(epochs, lr)
-    history = [round(log["accuracy"], 4) for log in rec.logs]
-    # not under "recorder": reproduce.write_plots draws that one with the book's "batch_accuracy" metric
-    return StageResult("resnet18, fit_one_cycle", history[-1], 0.9971, epochs, 0.0, history,
-                       {"model": model, "ce_recorder": rec})
+    return run(data, seed, epochs, lr)
 
 
 STAGES = {

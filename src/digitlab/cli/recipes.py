@@ -14,7 +14,7 @@ from .app import DataOpt, app, out
 
 @app.command()
 def recipe(
-    name: str = typer.Argument(..., help="default or best (see docs/recipes.md)."),
+    name: str = typer.Argument(..., help="default, best or best-3v7 (see docs/recipes.md)."),
     seed: Optional[int] = typer.Option(None, help="Seed for weights, data order and augmentation."),
     epochs: Optional[int] = typer.Option(None, help="Override the recipe's epochs (e.g. a shorter trial)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
@@ -23,22 +23,15 @@ def recipe(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     data: Optional[Path] = DataOpt,
 ):
-    """Train a named recipe through the normal trainer and write a run folder.
+    """Train a named recipe and write a run folder (`best` runs the fast path: meant for a GPU).
 
     Example: [bold]digitlab recipe default --seed 1[/]
     """
-    from ..recipes import get_recipe
-    from ..runs import new_run_dir, record_run
-    from ..train.callbacks import PrintEpochs
-    from ..train.trainer import fit
+    from ..recipes import get_recipe, train_recipe
 
-    r = get_recipe(name)
-    cfg = r.train_config(seed=seed, epochs=epochs, device=device, data=str(data) if data else None)
-    run = new_run_dir(runs, run_name, f"recipe-{name}")
-    printer = PrintEpochs(printer=lambda *a, **k: out.print(*a, **k, highlight=False))
-    result = fit(cfg, cbs=[] if as_json else [printer])
-    record_run(result, cfg, run)
-    s = result.summary
+    run, s = train_recipe(get_recipe(name), runs, run_name, seed=seed, epochs=epochs, device=device,
+                          data=str(data) if data else None,
+                          printer=None if as_json else lambda *a, **k: out.print(*a, **k, highlight=False))
     if as_json:
         print(json.dumps({"run": str(run), "recipe": name, **s}, indent=2))
     else:

@@ -40,3 +40,25 @@ def fastcnn(n_classes: int = 10, width: int = 32) -> nn.Sequential:
     )
     model.apply(init_weights)
     return model.to(memory_format=torch.channels_last)
+
+
+def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
+    """3x3 conv (no bias) -> BatchNorm -> ReLU: keeps the size."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+def fastcnn_deep(n_classes: int = 10, width: int = 64) -> nn.Sequential:
+    """fastcnn with two convs at each size (VGG-style), for accuracy on a GPU: 1x28x28 -> w x28x28 -> w x14x14
+    -> 2w x7x7 -> 4w x3x3 -> global max -> linear (1.15M parameters and about 230 MFLOP per image at width 64,
+    13x fastcnn's arithmetic)."""
+    w = width
+    model = nn.Sequential(
+        Normalize(), ChannelsLast(),
+        conv_bn_relu(1, w), conv_pool_bn(w, w),                # 28 -> 14
+        conv_bn_relu(w, 2 * w), conv_pool_bn(2 * w, 2 * w),    # 14 -> 7
+        conv_bn_relu(2 * w, 4 * w), conv_pool_bn(4 * w, 4 * w),  # 7 -> 3
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+        nn.Linear(4 * w, n_classes),
+    )
+    model.apply(init_weights)
+    return model.to(memory_format=torch.channels_last)

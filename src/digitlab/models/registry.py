@@ -12,9 +12,9 @@ from torch import nn
 
 from ..errors import ConfigError
 from .cnn import cnn
-from .fastcnn import fastcnn
+from .fastcnn import fastcnn, fastcnn_deep
 from .layers import Normalize
-from .resnet import resnet18
+from .resnet import resnet18, resnet18_fastai
 
 
 def flat(*layers: nn.Module) -> nn.Sequential:
@@ -29,7 +29,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "cnn": lambda n_classes=10: cnn(n_classes),
     "fastcnn": lambda n_classes=10: fastcnn(n_classes),          # the default recipe's model: speed on 2 CPU cores
     "fastcnn_wide": lambda n_classes=10: fastcnn(n_classes, 64),  # the same, 4x the compute: the best recipe
-    "resnet18": lambda n_classes=10: resnet18(n_classes),        # the chapter's last stage
+    "fastcnn_deep": lambda n_classes=10: fastcnn_deep(n_classes),  # two convs per size: for GPU accuracy runs
+    "resnet18": lambda n_classes=10: resnet18(n_classes),        # the chapter's last stage (SGD version)
+    "resnet18_fastai": lambda n_classes=10: resnet18_fastai(n_classes),  # fastai's cnn_learner(resnet18) model
 }
 
 

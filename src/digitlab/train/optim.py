@@ -132,3 +132,51 @@ class Adam(Optimizer):
 def AdamW(params, lr: float, wd: float = 0.01, **hypers) -> Adam:
     """Adam with decoupled weight decay."""
     return Adam(params, lr, wd=wd, decouple_wd=True, **hypers)
+
+
+class TensorSGD:
+    """SGD with (Nesterov) momentum and L2 weight decay, as SGD above, for the fast path (train/fast.py).
+
+    lr and momentum are 0-d tensors on the parameters' device and the update is a handful of foreach ops over all
+    parameters at once: the step reads no Python number that changes, so it can be captured once in a CUDA graph
+    and replayed while a schedule moves lr and momentum (`set_hypers` fills the tensors: a kernel, no host sync).
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, mom: float = 0.9, wd: float = 0.0,
+                 nesterov: bool = True):
+        self.params = [p for p in params if p.requires_grad]
+        if not self.params:
+            raise ValueError("the optimizer got no parameters: does the model have any?")
+        Optimizer.check({"lr": lr, "mom": mom, "wd": wd})
+        device = self.params[0].device
+        self.lr, self.mom = torch.tensor(float(lr), device=device), torch.tensor(float(mom), device=device)
+        self.wd, self.nesterov = wd, nesterov
+        self.bufs = [torch.zeros_like(p) for p in self.params]  # mom*0 + g = g: the same first step as torch's
+
+    def set_hypers(self, lr: float, mom: float) -> None:
+        self.lr.fill_(lr)
+        self.mom.fill_(mom)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grads = [p.grad for p in self.params]
+        if self.wd:
+            grads = torch._foreach_add(grads, self.params, alpha=self.wd)
+        torch._foreach_mul_(self.bufs, self.mom)
+        torch._foreach_add_(self.bufs, grads)
+        if self.nesterov:
+            update = torch._foreach_mul(self.bufs, self.mom)
+            torch._foreach_add_(update, grads)
+        else:
+            update = [b.clone() for b in self.bufs]
+        torch._foreach_mul_(update, self.lr)
+        torch._foreach_sub_(self.params, update)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def reset(self) -> None:
+        """Forget the momentum (a new run with the same parameter tensors)."""
+        for b in self.bufs:
+            b.zero_()

@@ -1,11 +1,18 @@
-"""Figures with matplotlib's object API (no pyplot: no global state, no GUI backend, safe in servers)."""
+"""Figures with matplotlib's object API (no pyplot: no global state, no GUI backend, safe in servers).
+
+Images and curves may be tensors or numpy arrays, and torch is imported only where a figure computes with it, so
+a process that only draws (reproduce's plotter) starts without torch's second-long import.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import torch
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 PLOT_MARGINS = dict(left=0.1, right=0.97, bottom=0.14, top=0.88, wspace=0.3)
@@ -35,16 +42,21 @@ def save(fig, path: str | Path, dpi: int = 80) -> Path:
     return path
 
 
-def show_image(ax, img: torch.Tensor, title: str | None = None, cmap: str = "Greys") -> None:
-    """Draw a 2-D tensor as an image without ticks (the book's show_image)."""
-    ax.imshow(img.detach().cpu().float().numpy(), cmap=cmap)
+def as_array(x) -> np.ndarray:
+    """A tensor (on any device, with or without grad) or array-like as a float numpy array."""
+    return x.detach().cpu().float().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
+
+
+def show_image(ax, img: torch.Tensor | np.ndarray, title: str | None = None, cmap: str = "Greys") -> None:
+    """Draw a 2-D tensor or array as an image without ticks (the book's show_image)."""
+    ax.imshow(as_array(img), cmap=cmap)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
         ax.set_title(title)
 
 
-def images_figure(images: Sequence[torch.Tensor], titles: Sequence[str], cmap: str = "Greys", size: float = 2.2):
+def images_figure(images: Sequence[torch.Tensor | np.ndarray], titles: Sequence[str], cmap: str = "Greys", size: float = 2.2):
     """Several images side by side."""
     fig, axes = new_figure(size * len(images), size + 0.3, 1, len(images), IMAGE_MARGINS)
     for ax, img, title in zip(axes if len(images) > 1 else [axes], images, titles):
@@ -54,6 +66,8 @@ def images_figure(images: Sequence[torch.Tensor], titles: Sequence[str], cmap: s
 
 def grey_table_figure(img: torch.Tensor, rows: slice = slice(4, 15), cols: slice = slice(4, 22)):
     """The book's `df.style.background_gradient('Greys')`: each pixel's value printed on its own shade."""
+    import torch
+
     region = img[rows, cols].cpu()
     h, w = region.shape
     fig, ax = new_figure(w * 0.42, h * 0.32 + 0.3, margins=dict(left=0.05, right=0.99, bottom=0.09, top=0.98))
@@ -69,6 +83,8 @@ def grey_table_figure(img: torch.Tensor, rows: slice = slice(4, 15), cols: slice
 def plot_function(f: Callable, tx: str | None = None, ty: str | None = None, title: str | None = None,
                   min: float = -2.1, max: float = 2.1, figsize=(6, 4), ax=None):
     """Plot f over [min, max] (fastbook's plot_function); returns the figure."""
+    import torch
+
     x = torch.linspace(min, max, 100)
     fig, ax = new_figure(*figsize) if ax is None else (ax.figure, ax)
     ax.plot(x.numpy(), f(x).detach().numpy())
@@ -82,12 +98,15 @@ def plot_function(f: Callable, tx: str | None = None, ty: str | None = None, tit
     return fig
 
 
-def curves_figure(logs: Sequence[dict], batch_losses: Sequence[float] = (), metric: str | None = None):
+def curves_figure(logs: Sequence[dict], batch_losses: Sequence[float] = (), metric: str | None = None,
+                  title: str | None = None):
     """Loss per batch and per epoch (train and valid), and the metric per epoch, from a Recorder."""
     fig, (ax_loss, ax_metric) = new_figure(10, 3.6, 1, 2)
+    if title:
+        fig.suptitle(title)
     epochs = [log["epoch"] + 1 for log in logs]
-    if batch_losses:
-        steps = torch.linspace(0, len(logs), len(batch_losses) + 1)[1:].numpy()
+    if len(batch_losses):
+        steps = np.linspace(0, len(logs), len(batch_losses) + 1)[1:]
         ax_loss.plot(steps, batch_losses, alpha=0.35, lw=0.8, label="train loss (batch)")
     for key in ("train_loss", "valid_loss"):
         if logs and key in logs[0]:

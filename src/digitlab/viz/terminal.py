@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    import torch
 
 
 def grey_table(img: torch.Tensor, rows: slice = slice(4, 15), cols: slice = slice(4, 22)) -> Table:
     """A rich Table of the pixel values in img[rows, cols] on grey backgrounds (white 0 to black 255)."""
+    import torch  # here, not at the top: importing digitlab.viz must not cost torch's import
+
     region = img[rows, cols].cpu()
     scale = 255 if region.dtype == torch.uint8 or region.max() > 1 else 1
     table = Table(show_header=True, header_style="dim", box=None, pad_edge=False, padding=(0, 0))

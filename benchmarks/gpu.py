@@ -1,0 +1,352 @@
+"""python -m benchmarks.gpu: every GPU check and GPU figure in one run, writing results/gpu-<card>.json.
+
+Sections, in order. Each is guarded (a failure is recorded and the rest still run), each has a time budget, and
+the JSON is rewritten after each, so a run cut short still leaves its numbers:
+1. tests: tests/test_fast.py and tests/test_augment.py under pytest on the GPU (CUDA graph against eager steps,
+   no host sync inside an epoch, GPU against CPU accuracy, augmentation equal on both);
+2. cpu_match: the CPU reference recipe (results/cpu-reference.json, from `python -m benchmarks.cpu_reference`)
+   on the GPU, same seeds: the mean accuracies must agree within noise;
+3. learner: the ordinary Learner path (`digitlab train --device cuda`), two epochs;
+4. step_speed: one epoch of the fast path with and without the CUDA graph, in fp32 and bf16;
+5. targets: for 99.0%, 99.5% and 99.7% test accuracy, candidate recipes cheapest first (by a measured epoch):
+   seed 0, then seeds 1-4 when seed 0 reached the target; the first candidate where all five reach it gives the
+   figure: training time from the first step to the final evaluation, after a warm-up run, mean of 5 seeds;
+6. best: the most accurate 99.7% candidate over 5 seeds: single-model accuracy, with TTA, and the ensemble.
+
+`--dry-run` runs every section on the CPU with tiny recipes and data, to check the script before a GPU is lent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from digitlab.data.mnist import Split
+from digitlab.data.tasks import TaskData, load_task
+from digitlab.train.fast import FastConfig, FastTrainer, exact_accuracy
+
+from .common import RESULTS, environment
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = (0.99, 0.995, 0.997)
+N_SEEDS = 5
+
+
+def candidates(target: float) -> list[FastConfig]:
+    """Recipes that may reach `target`; the script tries them cheapest first (by a measured warm epoch)."""
+    f = FastConfig
+    if target == 0.99:
+        plain = [f(epochs=2, augment=False), f(epochs=3, augment=False), f(epochs=3, augment=False, bs=512, lr=0.4),
+                 f(model="fastcnn_wide", epochs=2, augment=False)]
+        return plain + [f(epochs=e, augment=False, compile=True) for e in (2, 3)]
+    if target == 0.995:
+        plain = [f(epochs=8), f(model="fastcnn_wide", epochs=5), f(model="fastcnn_wide", epochs=6),
+                 f(model="fastcnn_wide", epochs=6, bs=512, lr=0.4)]
+        return plain + [f(model="fastcnn_wide", epochs=e, compile=True) for e in (5, 6)]
+    plain = [f(model="fastcnn_deep", epochs=e) for e in (10, 12, 15)]
+    return plain + [f(model="fastcnn_deep", epochs=e, compile=True) for e in (10, 12, 15)]
+
+
+def label(cfg: FastConfig) -> str:
+    return (f"{cfg.model} e{cfg.epochs} bs{cfg.bs} lr{cfg.lr}{'' if cfg.augment else ' no-aug'} {cfg.precision}"
+            f"{' compiled' if cfg.compile else ''}{'' if cfg.fused_loss else ' our-loss'}")
+
+
+class Bench:
+    def __init__(self, device: str, data: TaskData, budget: float, out: Path, dry: bool):
+        self.device, self.data, self.dry, self.out = device, data, dry, out
+        self.deadline = time.monotonic() + budget
+        self.trainers: dict[tuple, FastTrainer] = {}
+        self.epoch_seconds: dict[tuple, float] = {}
+        self.warmup_seconds: dict[tuple, float] = {}
+        self.record: dict = {"environment": environment(), "device": device_info(device), "sections": {}}
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def save(self) -> None:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.write_text(json.dumps(self.record, indent=2, default=str))
+
+    def section(self, name: str, fn, budget: float) -> None:
+        """Run one section with its budget (capped by what is left); record its result or its error."""
+        start = time.monotonic()
+        stop = min(start + budget, self.deadline)
+        print(f"== {name} ({stop - start:.0f}s budget)", flush=True)
+        try:
+            result = fn(stop)
+        except Exception as e:  # a broken section must not lose the others' numbers
+            traceback.print_exc()
+            result = {"error": f"{type(e).__name__}: {e}"}
+        result["section_seconds"] = round(time.monotonic() - start, 2)
+        self.record["sections"][name] = result
+        self.save()
+
+    # --- trainers shared by the sections: one per (model, batch, precision, graph), warmed up once ---
+    def trainer(self, cfg: FastConfig) -> FastTrainer:
+        key = self.key(cfg)
+        if key not in self.trainers:
+            start = time.perf_counter()
+            tr = FastTrainer(cfg, self.data, self.device)
+            tr.run(0, epochs=1)                                 # warm-up: allocations, cuDNN choices, compile, graph
+            self.warmup_seconds[key] = time.perf_counter() - start
+            self.epoch_seconds[key] = tr.run(0, epochs=1).seconds  # a warm epoch (with its evaluation)
+            self.trainers[key] = tr
+        tr = self.trainers[key]
+        tr.cfg = cfg  # epochs, lr and augmentation are read per run; the captured step does not depend on them
+        return tr
+
+    @staticmethod
+    def key(cfg: FastConfig) -> tuple:
+        """What the captured step depends on: one trainer (and graph) per key."""
+        return (cfg.model, cfg.bs, cfg.precision, cfg.graphs, cfg.wd, cfg.label_smoothing, cfg.compile, cfg.fused_loss)
+
+    def estimate(self, cfg: FastConfig) -> float:
+        """Seconds for one run of `cfg` (a warm epoch times its epochs); infinite when its trainer fails to
+        build (say, torch.compile is broken here), which the error list records."""
+        key = self.key(cfg)
+        if key not in self.epoch_seconds:
+            try:
+                self.trainer(cfg)
+            except Exception as e:
+                traceback.print_exc()
+                self.epoch_seconds[key] = float("inf")
+                self.record.setdefault("errors", []).append(f"{label(cfg)}: {type(e).__name__}: {e}")
+        return self.epoch_seconds[key] * cfg.epochs
+
+
+def device_info(device: str) -> dict:
+    if not device.startswith("cuda"):
+        return {"name": "cpu"}
+    p = torch.cuda.get_device_properties(0)
+    return {"name": p.name, "memory_gb": round(p.total_memory / 2**30, 1), "sms": p.multi_processor_count,
+            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+
+
+# --- sections ----------------------------------------------------------------------------------------------------
+def tests_section(b: Bench, stop: float) -> dict:
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_fast.py", "tests/test_augment.py"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=max(stop - time.monotonic(), 5))
+    except subprocess.TimeoutExpired:
+        return {"error": "pytest ran out of its time budget"}
+    tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
+    print("\n".join(tail), flush=True)
+    return {"returncode": proc.returncode, "summary": tail[-1] if tail else "", "tail": tail}
+
+
+def cpu_match_section(b: Bench, stop: float) -> dict:
+    ref = json.loads((RESULTS / "cpu-reference.json").read_text())
+    cfg = FastConfig(**{**ref["config"], "precision": "bf16", "graphs": None})
+    tr = b.trainer(cfg)
+    seeds = [r["seed"] for r in ref["runs"]]
+    gpu = [tr.run(s).accuracy for s in seeds]
+    cpu = [r["accuracy"] for r in ref["runs"]]
+    diff = statistics.mean(gpu) - statistics.mean(cpu)
+    return {"recipe": label(cfg), "seeds": seeds, "cpu_fp32": cpu, "gpu_bf16_graph": gpu, "mean_difference": diff,
+            "within_noise": abs(diff) < 0.0015}
+
+
+def learner_section(b: Bench, stop: float) -> dict:
+    from digitlab.config import TrainConfig
+    from digitlab.train.trainer import fit
+
+    epochs = 1 if b.dry else 2
+    res = fit(TrainConfig(epochs=epochs, device=b.device), data=b.data)
+    return {"epochs": epochs, "accuracy": res.summary["accuracy"], "train_seconds": res.summary["train_seconds"],
+            "seconds_per_epoch": res.summary["train_seconds"] / epochs}
+
+
+def step_speed_section(b: Bench, stop: float) -> dict:
+    """A warm epoch (with its evaluation) per variant; the warm-up time says what compiling costs."""
+    f = FastConfig
+    cuda = b.device.startswith("cuda")
+    variants = [f(graphs=False), f(precision="fp32"), f(), f(fused_loss=False)]
+    if cuda:
+        variants += [f(compile=True)]
+    for model in ("fastcnn_wide", "fastcnn_deep"):
+        variants += [f(model=model)] + ([f(model=model, compile=True)] if cuda else [])
+    rows = []
+    for cfg in variants:
+        if time.monotonic() > stop:
+            break
+        cfg = FastConfig(**{**cfg.to_dict(), "epochs": 1})
+        if b.estimate(cfg) == float("inf"):
+            continue
+        tr = b.trainer(cfg)
+        times = [tr.run(0).seconds for _ in range(3)]
+        rows.append({"variant": label(cfg), "graph": tr.graph is not None, "epoch_seconds": statistics.median(times),
+                     "steps": tr.steps_per_epoch, "warmup_seconds": b.warmup_seconds[b.key(cfg)]})
+        print(rows[-1], flush=True)
+    return {"rows": rows}
+
+
+def profile_section(b: Bench, stop: float) -> dict:
+    """Where a step's GPU time goes: eager steps of the default fast recipe under torch.profiler (in a captured
+    graph the same kernels run back to back, without the launch gaps)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    tr = FastTrainer(FastConfig(graphs=False), b.data, b.device)
+    tr.run(0, epochs=1)
+    x, y = tr.epoch_data(0, 0)
+    bs, n = tr.cfg.bs, 20
+
+    def steps(count):
+        for i in range(count):
+            i %= tr.steps_per_epoch
+            tr.xb.copy_(x[i * bs:(i + 1) * bs])
+            tr.yb.copy_(y[i * bs:(i + 1) * bs])
+            tr.step()
+        tr.sync()
+
+    steps(5)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if tr.cuda else [])
+    with profile(activities=activities) as prof:
+        steps(n)
+    table = prof.key_averages().table(sort_by="self_cuda_time_total" if tr.cuda else "self_cpu_time_total",
+                                      row_limit=25)
+    kernels = [e for e in prof.events() if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA]
+    gpu_us = sum(e.device_time_total for e in kernels)
+    print(table, flush=True)
+    return {"steps": n, "kernels_per_step": len(kernels) / n, "gpu_us_per_step": gpu_us / n,
+            "table": table.splitlines()}
+
+
+def targets_section(b: Bench, stop: float) -> dict:
+    out = {}
+    seeds = list(range(N_SEEDS))
+    shares = {0.99: 0.2, 0.995: 0.3, 0.997: 0.5}  # of the section's budget: the higher targets need longer runs
+    for target in TARGETS:
+        target_stop = min(time.monotonic() + shares[target] * (stop - time.monotonic()) / sum(
+            shares[t] for t in TARGETS if t >= target), stop)
+        tried = []
+        order = [c for c in sorted(candidates(target), key=b.estimate) if b.estimate(c) < float("inf")]
+        best = None
+        for cfg in order:
+            if time.monotonic() + b.estimate(cfg) * (1 + N_SEEDS) > target_stop and tried:
+                tried.append({"recipe": label(cfg), "skipped": "not enough time left"})
+                continue
+            tr = b.trainer(cfg)
+            runs = [tr.run(0)]
+            if runs[0].accuracy >= target:
+                runs += [tr.run(s) for s in seeds[1:]]
+            row = {"recipe": label(cfg), "config": cfg.to_dict(),
+                   "runs": [{"seed": r.seed, "accuracy": r.accuracy, "seconds": r.seconds} for r in runs],
+                   "all_reached": len(runs) == N_SEEDS and all(r.accuracy >= target for r in runs),
+                   "mean_seconds": statistics.mean(r.seconds for r in runs),
+                   "mean_accuracy": statistics.mean(r.accuracy for r in runs)}
+            tried.append(row)
+            print(target, row["recipe"], [round(r.accuracy, 4) for r in runs], f"{row['mean_seconds']:.3f}s", flush=True)
+            if row["all_reached"]:
+                best = row
+                break
+        out[str(target)] = {"figure": best, "tried": tried}
+        b.save()
+    return out
+
+
+def best_section(b: Bench, stop: float) -> dict:
+    """The most accurate recipe: five seeds, each alone, with TTA, and all five together (the ensemble)."""
+    compiled = b.record["sections"].get("step_speed", {}).get("rows", [])
+    use_compile = any(r["variant"].endswith("compiled") for r in compiled)
+    cfg = FastConfig(model="fastcnn_deep", epochs=1 if b.dry else 30, compile=use_compile)
+    tr = b.trainer(cfg)
+    labels = b.data.valid.labels
+    singles, probs, probs_tta = [], [], []
+    for seed in range(N_SEEDS):
+        if singles and time.monotonic() + b.estimate(cfg) > stop:
+            break
+        r = tr.run(seed)
+        p, pt = tr.test_probs(False), tr.test_probs(True)
+        probs.append(p), probs_tta.append(pt)
+        singles.append({"seed": seed, "accuracy": r.accuracy, "tta_accuracy": acc(pt, labels), "seconds": r.seconds})
+        print(singles[-1], flush=True)
+    return {"recipe": label(cfg), "config": cfg.to_dict(), "singles": singles,
+            "mean_single": statistics.mean(s["accuracy"] for s in singles),
+            "mean_single_tta": statistics.mean(s["tta_accuracy"] for s in singles),
+            "ensemble": acc(sum(probs), labels), "ensemble_tta": acc(sum(probs_tta), labels), "n_models": len(singles)}
+
+
+def acc(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    return exact_accuracy(probs.argmax(1), labels)
+
+
+def summary(record: dict) -> str:
+    s = record["sections"]
+    lines = [f"device: {record['device'].get('name')}"]
+    t = s.get("tests", {})
+    lines.append(f"tests: {t.get('summary', t.get('error'))}")
+    c = s.get("cpu_match", {})
+    if "mean_difference" in c:
+        lines.append(f"GPU vs CPU accuracy ({c['recipe']}): {c['mean_difference'] * 100:+.2f} points, "
+                     f"within noise: {c['within_noise']}")
+    ln = s.get("learner", {})
+    if "accuracy" in ln:
+        lines.append(f"Learner path on {record['device'].get('name')}: {ln['accuracy']:.4f}, {ln['seconds_per_epoch']:.2f}s/epoch")
+    prof = s.get("profile", {})
+    if "kernels_per_step" in prof:
+        lines.append(f"profile: {prof['kernels_per_step']:.0f} kernels and {prof['gpu_us_per_step']:.0f} us of GPU time per step")
+    for row in s.get("step_speed", {}).get("rows", []):
+        lines.append(f"epoch {row['variant']:48s} graph={row['graph']!s:5s} {row['epoch_seconds']:.3f}s "
+                     f"(warm-up {row['warmup_seconds']:.1f}s)")
+    for target, res in s.get("targets", {}).items():
+        if not isinstance(res, dict):
+            continue
+        fig = res.get("figure")
+        lines.append(f"target {target}: " + (f"{fig['recipe']}: mean {fig['mean_seconds']:.3f}s over 5 seeds, "
+                                             f"accuracies {[round(r['accuracy'], 4) for r in fig['runs']]}"
+                                             if fig else "no candidate reached it with every seed"))
+    bst = s.get("best", {})
+    if "ensemble" in bst:
+        lines.append(f"best ({bst['recipe']}): single {bst['mean_single']:.4f}, with TTA {bst['mean_single_tta']:.4f}, "
+                     f"ensemble of {bst['n_models']} {bst['ensemble']:.4f}, with TTA {bst['ensemble_tta']:.4f}")
+    for name, sec in s.items():
+        if isinstance(sec, dict) and "error" in sec:
+            lines.append(f"{name}: ERROR {sec['error']}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", type=float, default=330.0, help="seconds for the whole run")
+    ap.add_argument("--dry-run", action="store_true", help="tiny recipes on the CPU: check the script itself")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    data = load_task("digits")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.dry_run:
+        global N_SEEDS, candidates
+        device, N_SEEDS = "cpu", 2
+        data = TaskData(Split(data.train.images[:3000], data.train.labels[:3000]),
+                        Split(data.valid.images[:1000], data.valid.labels[:1000]), data.classes)
+        full = candidates
+        candidates = lambda target: [FastConfig(**{**c.to_dict(), "epochs": 1}) for c in full(target)[:2]]  # noqa: E731
+    name = device_info(device)["name"].lower().replace(" ", "-")
+    out = args.out or RESULTS / f"gpu-{name}.json"
+    b = Bench(device, data, args.budget, out, args.dry_run)
+    if not args.dry_run:
+        b.section("tests", lambda stop: tests_section(b, stop), 90)
+    b.section("profile", lambda stop: profile_section(b, stop), 20)
+    b.section("cpu_match", lambda stop: cpu_match_section(b, stop), 20)
+    b.section("learner", lambda stop: learner_section(b, stop), 20)
+    b.section("step_speed", lambda stop: step_speed_section(b, stop), 100)
+    b.section("targets", lambda stop: targets_section(b, stop), 150)
+    b.section("best", lambda stop: best_section(b, stop), b.left())
+    text = summary(b.record)
+    b.record["summary"] = text.splitlines()
+    b.save()
+    print(f"\nwritten {out}\n{text}")
+
+
+if __name__ == "__main__":
+    main()

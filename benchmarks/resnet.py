@@ -1,0 +1,105 @@
+"""The chapter's last stage (resnet18, fit_one_cycle(1, 0.1) on 3 vs 7): ours against fastai and plain PyTorch.
+
+Ours: digitlab.chapter.resnet_stage.stage_resnet18, one run per seed (default 42, 0, 1) after one warm-up run:
+each seed's accuracy, and the median epoch time (training + validation, the Learner's own clock) and stage time
+(with model building).
+fastai 2.8 cannot be installed beside torch 2.13 here, so its figure is the reference measured on this machine:
+vision_learner(dls, resnet18, pretrained=False, ...) + fit_one_cycle(1, 0.1), 36 s for the epoch.
+Plain PyTorch, in this process: the same model, bf16 autocast and channels-last memory, with TensorDataset +
+torch.utils.data.DataLoader (bs 64, shuffled, drop_last) + torch.optim.AdamW (fastai's Adam: decoupled weight
+decay; torch.optim.Adam's weight_decay is L2) + torch.optim.lr_scheduler.OneCycleLR (fastai's defaults).
+Run: python -m benchmarks.resnet [--seeds 42 0 1] [--no-plain]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader as TorchDataLoader
+from torch.utils.data import TensorDataset
+
+from digitlab.chapter import resnet_stage
+from digitlab.chapter.resnet_stage import stage_resnet18
+from digitlab.chapter.stages import ChapterData
+from digitlab.data.tasks import to_classes, to_input
+from digitlab.models.resnet import resnet18_fastai
+
+from .common import median, write_record
+
+FASTAI_S = 36.0  # fastai 2.8 vision_learner + fit_one_cycle(1, 0.1) on this machine: training + validation
+BOOK_ACC = 0.9971
+
+
+def plain_torch(data: ChapterData, seed: int, bs: int = resnet_stage.BS, lr: float = 0.1) -> tuple[float, float]:
+    """(epoch seconds, accuracy) of the idiomatic PyTorch loop over the same model and schedule."""
+    torch.manual_seed(seed)
+    train, valid = to_classes(data.train, (3, 7)), to_classes(data.valid, (3, 7))
+    model = resnet18_fastai(2).to(memory_format=torch.channels_last)
+    dl = TorchDataLoader(TensorDataset(train.images, train.labels), batch_size=bs, shuffle=True, drop_last=True)
+    valid_dl = TorchDataLoader(TensorDataset(valid.images, valid.labels), batch_size=resnet_stage.VALID_BS)
+    params = list(model.parameters())
+    opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim > 1]},
+                             {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=len(dl), pct_start=0.25, div_factor=25.0,
+                                                final_div_factor=1e5 / 25.0, base_momentum=0.85, max_momentum=0.95)
+    start = time.perf_counter()
+    model.train()
+    for xb, yb in dl:
+        with torch.autocast("cpu", torch.bfloat16):
+            out = model(to_input(xb))
+        loss = F.cross_entropy(out.float(), yb)
+        loss.backward()
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for xb, yb in valid_dl:
+            with torch.autocast("cpu", torch.bfloat16):
+                out = model(to_input(xb)).float()
+            F.cross_entropy(out, yb)  # the Learner reports the validation loss too
+            correct += (out.argmax(1) == yb).sum().item()
+    return time.perf_counter() - start, correct / len(valid.labels)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[42, 0, 1])
+    ap.add_argument("--no-plain", action="store_true", help="skip the plain-PyTorch baseline")
+    args = ap.parse_args(argv)
+    data = ChapterData.load()
+    stage_resnet18(data, seed=args.seeds[0])  # warm-up (not counted): oneDNN builds its kernels for each shape
+    ours, plain = [], []
+    print(f"{'seed':>5s} {'ours acc':>9s} {'epoch s':>8s} {'stage s':>8s} {'plain acc':>10s} {'plain s':>8s}")
+    for seed in args.seeds:  # interleaved, so both see the same machine noise
+        res = stage_resnet18(data, seed=seed)
+        ours.append({"seed": seed, "accuracy": res.accuracy, "epoch_s": res.extras["ce_recorder"].logs[-1]["time"],
+                     "stage_s": res.seconds})
+        if not args.no_plain:
+            t, acc = plain_torch(data, seed)
+            plain.append({"seed": seed, "accuracy": acc, "epoch_s": t})
+        p = f"{plain[-1]['accuracy']:10.4f} {plain[-1]['epoch_s']:8.2f}" if plain else ""
+        print(f"{seed:5d} {res.accuracy:9.4f} {ours[-1]['epoch_s']:8.2f} {res.seconds:8.2f} {p}", flush=True)
+    epoch, stage = median([r["epoch_s"] for r in ours]), median([r["stage_s"] for r in ours])
+    mean_acc = sum(r["accuracy"] for r in ours) / len(ours)
+    record = {"claim": "resnet18 fit_one_cycle(1, 0.1) on 3 vs 7: ours vs fastai (reference) and plain PyTorch",
+              "batch_size": resnet_stage.BS, "ours": ours, "ours_epoch_s": epoch, "ours_stage_s": stage,
+              "ours_mean_accuracy": mean_acc, "book_accuracy": BOOK_ACC, "fastai_epoch_s": FASTAI_S,
+              "vs_fastai": FASTAI_S / epoch, "plain": plain}
+    print(f"ours: mean accuracy {mean_acc:.4f} (book {BOOK_ACC}), median epoch {epoch:.2f} s, stage {stage:.2f} s")
+    print(f"vs fastai's {FASTAI_S:.0f} s: {FASTAI_S / epoch:.2f}x (bar: 3x, i.e. under {FASTAI_S / 3:.0f} s)")
+    if plain:
+        plain_s = median([r["epoch_s"] for r in plain])
+        record.update(plain_epoch_s=plain_s, vs_plain=plain_s / epoch,
+                      plain_mean_accuracy=sum(r["accuracy"] for r in plain) / len(plain))
+        print(f"vs plain PyTorch's {plain_s:.2f} s: {plain_s / epoch:.2f}x")
+    print(f"wrote {write_record('resnet', record)}")
+
+
+if __name__ == "__main__":
+    main()

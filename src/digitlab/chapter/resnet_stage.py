@@ -1,0 +1,75 @@
+"""The chapter's last stage as fastai runs it: cnn_learner(dls, resnet18, pretrained=False,
+loss_func=F.cross_entropy, metrics=accuracy).fit_one_cycle(1, 0.1), built from our own parts.
+
+Faithful to fastai: torchvision's resnet18 body (7x7 stride-2 stem, max-pool) on 3-channel 28x28 images, fastai's
+head (concat pool, BatchNorm, dropout 0.25/0.5, 1024-512-2 bias-free linears), Adam with fastai's defaults
+(betas 0.9/0.99, eps 1e-5, decoupled weight decay 0.01, none on BatchNorm parameters: `wd_bn_bias=False`), and
+fit_one_cycle's defaults (pct_start 0.25, div 25, final lr lr_max/1e5, momentum 0.95-0.85-0.95), lr_max 0.1.
+fastai's batch size too (64: larger batches train faster but end less accurate after one epoch, see
+benchmarks/NOTES.md). For speed on 2 CPU cores: the forward pass in bfloat16 (autocast; weights, gradients and Adam
+stay float32), channels-last memory, kernels cut to the taps that meet a 28x28 image, and the convolutions on maps
+of 4x4 pixels or less as one matrix product each (models/resnet.py); none of these changes what is computed
+beyond bf16 rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..data.loader import DataLoader, DataLoaders
+from ..data.tasks import to_classes, to_input
+from ..models.resnet import resnet18_fastai
+from ..train.callbacks import Recorder
+from ..train.learner import Learner
+from ..train.losses import cross_entropy
+from ..train.metrics import accuracy
+from ..train.optim import Adam
+from .stages import ChapterData, StageResult, timed
+
+BS = 64  # fastai's; 128 (~10 s) and 256 (~6 s) are faster but reach only 0.9936 and ~0.99 in one epoch
+VALID_BS = 1024
+
+
+def fastai_dls(data: ChapterData, seed: int, bs: int = BS) -> DataLoaders:
+    """3s and 7s as (N, 1, 28, 28) images, classes 0 (a 3) and 1 (a 7); like fastai's, the training loader
+    drops its last partial batch (a batch of a few images would give BatchNorm noisy statistics)."""
+    train, valid = to_classes(data.train, (3, 7)), to_classes(data.valid, (3, 7))
+    return DataLoaders(DataLoader(train.images, train.labels, bs, shuffle=True, seed=seed, drop_last=True,
+                                  tfm=to_input),
+                       DataLoader(valid.images, valid.labels, VALID_BS, tfm=to_input))
+
+
+def fastai_adam(params, lr: float) -> Adam:
+    """fastai's Adam defaults; as Learner(wd_bn_bias=False), no weight decay on BatchNorm weights and biases."""
+    params = list(params)
+    decay, no_decay = [p for p in params if p.ndim > 1], [p for p in params if p.ndim <= 1]
+    return Adam([{"params": decay}, {"params": no_decay, "wd": 0.0}], lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01)
+
+
+class BF16Learner(Learner):
+    """A Learner whose forward pass runs under bfloat16 autocast (the CPU's bf16 matrix units); the loss and
+    metrics see float32 scores."""
+
+    def predict(self) -> None:
+        with torch.autocast("cpu", torch.bfloat16):
+            self.preds = self.model(self.xb).float()
+
+
+def fastai_learner(data: ChapterData, seed: int, cbs=(), bs: int | None = None) -> Learner:
+    torch.manual_seed(seed)
+    model = resnet18_fastai(n_classes=2).to(memory_format=torch.channels_last)  # oneDNN's fast layout on CPU
+    return BF16Learner(model, fastai_dls(data, seed, bs or BS), cross_entropy, opt_func=fastai_adam, metrics=[accuracy],
+                       cbs=list(cbs))
+
+
+@timed
+def stage_resnet18(data: ChapterData, seed: int = 42, epochs: int = 1, lr: float = 0.1) -> StageResult:
+    """resnet18 from scratch as fastai builds it, cross-entropy over 2 classes, fit_one_cycle(1, 0.1)."""
+    rec = Recorder()
+    learn = fastai_learner(data, seed, [rec])
+    # fastai's final lr is lr_max/div_final; our schedule (torch's OneCycleLR) ends at lr_max/div/div_final
+    learn.fit_one_cycle(epochs, lr, pct_start=0.25, div=25.0, div_final=1e5 / 25.0, moms=(0.95, 0.85, 0.95))
+    history = [round(log["accuracy"], 4) for log in rec.logs]
+    # not under "recorder": reproduce.write_plots draws that one with the book's "batch_accuracy" metric
+    return StageResult("resnet18, fit_one_cycle", history[-1], 0.9971, epochs, 0.0, history,
+                       {"model": learn.model, "ce_recorder": rec})
