@@ -102,10 +102,14 @@ def rows() -> list[dict]:
     td = load("tendigits")
     if td:
         t = td.get("ours_time_to_99")
-        ratio = td.get("time_to_99_ratio")
-        add("ten digits, time to 99.0% (2 CPU cores)", f"{t:.1f} s" if t else "not reached",
-            f"PyTorch example {td['ref_time_to_99']:.1f} s" if td.get("ref_time_to_99") else "-",
-            f"{ratio:.1f}x" if ratio else "-", "<= 30 s, >= 5x", bool(t and t <= 30 and (ratio or 0) >= 5))
+        ratio = td.get("time_to_99_ratio") or td.get("time_to_99_ratio_at_least")  # at least: the reference was capped
+        capped = td.get("time_to_99_ratio") is None and ratio is not None
+        ref = (f"PyTorch example {td['ref_time_to_99']:.1f} s" if td.get("ref_time_to_99") else
+               f"PyTorch example not at 99.0% after {td['reference']['checks'][-1]['seconds']:.0f} s"
+               if td.get("reference") else "-")
+        add("ten digits, time to 99.0% (2 CPU cores)", f"{t:.1f} s" if t else "not reached", ref,
+            f"{'>= ' if capped else ''}{ratio:.1f}x" if ratio else "-", "<= 30 s, >= 5x",
+            bool(t and t <= 30 and (ratio or 0) >= 5))
     sr = load("speedrun-cpu-0.995")
     if sr:
         add("ten digits, time to 99.5% (2 CPU cores, speedrun)", f"{sr['mean_seconds']:.0f} s "
