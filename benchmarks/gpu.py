@@ -32,7 +32,8 @@ import torch
 
 from digitlab.data.mnist import Split
 from digitlab.data.tasks import TaskData, load_task
-from digitlab.train.fast import FastConfig, FastTrainer, exact_accuracy
+from digitlab.train.fast import FastConfig, FastTrainer
+from digitlab.train.metrics import exact_accuracy
 
 from .common import RESULTS, environment
 

@@ -9,7 +9,8 @@ import torch
 from digitlab.data.mnist import Split
 from digitlab.data.tasks import TaskData, load_task
 from digitlab.errors import ConfigError
-from digitlab.train.fast import FastConfig, FastTrainer, exact_accuracy, fast_fit
+from digitlab.train.fast import FastConfig, FastTrainer, fast_fit
+from digitlab.train.metrics import exact_accuracy
 from digitlab.train.optim import SGD, TensorSGD
 from digitlab.train.trainer import seed_everything
 

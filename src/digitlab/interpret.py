@@ -10,6 +10,7 @@ from typing import Sequence
 import torch
 
 from .data.mnist import Split
+from .train.metrics import exact_accuracy
 
 
 def confusion_matrix(actual: torch.Tensor, preds: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -44,7 +45,7 @@ class Interpretation:
 
     @property
     def accuracy(self) -> float:
-        return (self.preds == self.actual).float().mean().item()
+        return exact_accuracy(self.preds, self.actual)
 
     def confusion_matrix(self) -> torch.Tensor:
         return confusion_matrix(self.actual, self.preds, len(self.classes))

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from .config import TrainConfig
 from .errors import ConfigError
+from .train.metrics import exact_accuracy
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,9 @@ def ensemble_evaluate(runs: list, tta: bool = False, data_root=None) -> dict:
     members, total = [], None
     for run, (model, _) in zip(runs, models):
         probs = predict_probs_tta(model, valid.images, tta)
-        members.append({"run": str(run), "accuracy": (probs.argmax(1) == valid.labels).float().mean().item()})
+        members.append({"run": str(run), "accuracy": exact_accuracy(probs.argmax(1), valid.labels)})
         total = probs if total is None else total + probs
     preds = total.argmax(1)
     return {"task": task, "tta": tta, "n_models": len(runs), "members": members,
-            "accuracy": (preds == valid.labels).float().mean().item(),
+            "accuracy": exact_accuracy(preds, valid.labels),
             "errors": int((preds != valid.labels).sum()), "n": len(valid)}

@@ -32,6 +32,7 @@ from ..data.tasks import TaskData, to_input
 from ..errors import ConfigError
 from ..models.registry import build_model
 from .losses import cross_entropy, softmax
+from .metrics import exact_accuracy
 from .optim import TensorSGD
 from .schedule import one_cycle
 
@@ -271,12 +272,6 @@ def record_fast_run(trainer: FastTrainer, result: FastResult, run: Path) -> dict
             "trained": time.strftime("%Y-%m-%dT%H:%M:%S"), "epochs": result.epochs, "config": config}
     save_model(trainer.model, run / MODEL_FILE, meta)
     return summary
-
-
-def exact_accuracy(preds: torch.Tensor, labels: torch.Tensor) -> float:
-    """correct / total in Python floats: a float32 mean makes 9970 right of 10000 fall just below 0.997, and a
-    speedrun target be missed by rounding."""
-    return (preds == labels).sum().item() / len(labels)
 
 
 def fast_fit(cfg: FastConfig, seeds=(0,), data: TaskData | None = None, device: str = "auto",

@@ -21,7 +21,7 @@ from ..models.registry import build_model
 from .callbacks import NanGuard, Recorder
 from .learner import Callback, Learner
 from .losses import cross_entropy, softmax
-from .metrics import accuracy
+from .metrics import accuracy, exact_accuracy
 from .optim import SGD, Adam
 from .schedule import OneCycle
 
@@ -118,7 +118,7 @@ def evaluate(model: torch.nn.Module, split: Split) -> dict:
     probs = predict_probs(model, split.images)
     preds = probs.argmax(1)
     losses = -probs.clamp_min(1e-12).log().gather(1, split.labels.view(-1, 1)).squeeze(1)
-    return {"accuracy": (preds == split.labels).float().mean().item(), "loss": losses.mean().item(),
+    return {"accuracy": exact_accuracy(preds, split.labels), "loss": losses.mean().item(),
             "errors": int((preds != split.labels).sum()), "n": len(split), "probs": probs, "preds": preds,
             "losses": losses}
 
