@@ -82,6 +82,42 @@ def test_plotter_draws_from_numpy_in_child_processes_or_in_this_one(tmp_path):
         plotter.close()
 
 
+PLOTTER_PROCESSES = """
+import ctypes, os, sys, time
+import numpy as np
+from digitlab.viz.plotter import Plotter
+ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphaned workers become our children, so we can see them
+def children():
+    me = str(os.getpid())
+    return [p for p in os.listdir("/proc") if p.isdigit() and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == me]
+out = sys.argv[1]
+with Plotter(workers=3) as plotter:
+    assert len(children()) == 1, children()  # one worker forked here; it forks the other two
+    for i in range(4):
+        plotter.plot(f"{out}/f{i}.png", "images_figure", images=[np.eye(28)], titles=[str(i)])
+    paths = plotter.close()
+assert all(os.path.getsize(p) > 1000 for p in paths), paths
+assert children() == [], children()  # every worker ended and was reaped
+plotter = Plotter(workers=3)
+time.sleep(1)  # the workers are up
+plotter.__exit__(RuntimeError, None, None)  # the caller failed: stop them without waiting for figures
+deadline = time.time() + 10
+while children() and time.time() < deadline:
+    os.waitpid(-1, os.WNOHANG)
+    time.sleep(0.05)
+assert children() == [], children()
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and uses prctl")
+def test_plotter_workers_share_one_start_and_none_is_left_behind(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", PLOTTER_PROCESSES, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f0.png", "f1.png", "f2.png", "f3.png"]
+
+
 def test_the_plotter_and_figures_import_without_torch():
     code = "import sys, digitlab.viz, digitlab.viz.plotter; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -59,6 +59,19 @@ def test_show_prints_a_shaded_table_and_saves_a_png(tmp_path):
     assert out_of_range.returncode == 2 and "out of range" in out_of_range.stderr
 
 
+def test_the_console_script_exits_quickly_without_losing_output_or_the_exit_status(tmp_path):
+    # The entry point leaves with os._exit after the atexit handlers: everything printed into a pipe (fully
+    # buffered) must still arrive, and the status must be the command's.
+    proc = digitlab("reproduce", "--stage", "pixel_similarity", "--out", tmp_path, "--no-plots", "--json")
+    assert json.loads(proc.stdout)["stages"][0]["accuracy"] == 0.9511
+    module = subprocess.run([sys.executable, "-m", "digitlab", "show", "0"], capture_output=True, text=True,
+                            env=run_env(None), timeout=120)
+    assert module.returncode == 0 and module.stdout.count("\n") >= 28, module.stderr
+    bad = subprocess.run([sys.executable, "-m", "digitlab", "show", "99999"], capture_output=True, text=True,
+                         env=run_env(None), timeout=120)
+    assert bad.returncode == 2 and "out of range" in bad.stderr
+
+
 def test_data_info_counts():
     proc = digitlab("data", "info")
     assert "60000" in proc.stdout and "10000" in proc.stdout and "6742" in proc.stdout
