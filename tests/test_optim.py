@@ -50,6 +50,46 @@ def test_adam_matches_torch(ours, theirs_cls, theirs):
         assert torch.allclose(pa, pb, atol=1e-6)
 
 
+@pytest.mark.parametrize("decouple_wd", [True, False])
+def test_fused_adam_step_is_the_per_parameter_algorithm(decouple_wd):
+    """The fused kernel path against `update`, over groups with and without weight decay, a schedule moving lr and
+    momentum each step, and a parameter whose gradient is missing on some steps (so it has its own step count)."""
+    a, b = pair()
+
+    def groups(model):
+        params = list(model.parameters())
+        return [{"params": [p for p in params if p.ndim > 1]}, {"params": [p for p in params if p.ndim <= 1], "wd": 0.0}]
+
+    fused = Adam(groups(a), 1e-2, wd=0.05, decouple_wd=decouple_wd, mom=0.95, sqr_mom=0.99, eps=1e-5)
+    plain = Adam(groups(b), 1e-2, wd=0.05, decouple_wd=decouple_wd, mom=0.95, sqr_mom=0.99, eps=1e-5, fused=False)
+    assert fused.fused and not plain.fused
+    g = torch.Generator().manual_seed(0)
+    for i in range(10):
+        x, y = torch.randn(16, 5, generator=g), torch.randn(16, 2, generator=g)
+        for model, opt in ((a, fused), (b, plain)):
+            for group in opt.param_groups:  # a one-cycle-like schedule
+                group["lr"], group["mom"] = 1e-2 * (1 + i) / 10, 0.95 - 0.01 * i
+            ((model(x) - y) ** 2).mean().backward()
+            if i % 3 == 0:
+                model[2].bias.grad = None  # skipped on these steps
+            opt.step()
+            opt.zero_grad()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-6, rtol=1e-5)
+    assert fused.state[a[2].bias]["step"] == plain.state[b[2].bias]["step"] == 6
+
+
+def test_fused_adam_state_dict_round_trip_continues_identically():
+    a, b = pair()
+    opt_a = AdamW(a.parameters(), 1e-2, wd=0.1)
+    run_steps(a, opt_a, 3)
+    b.load_state_dict(a.state_dict())
+    opt_b = AdamW(b.parameters(), 1e-2, wd=0.1)
+    opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))
+    for pa, pb in zip(run_steps(a, opt_a, 3, seed=5), run_steps(b, opt_b, 3, seed=5)):
+        assert torch.equal(pa, pb)
+
+
 def test_basic_optim_is_plain_sgd():
     a, b = pair()
     for pa, pb in zip(run_steps(a, BasicOptim(a.parameters(), 0.1)), run_steps(b, SGD(b.parameters(), 0.1))):

@@ -109,9 +109,18 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam with bias correction; `wd` is decoupled weight decay (AdamW) unless `decouple_wd=False` (L2)."""
+    """Adam with bias correction; `wd` is decoupled weight decay (AdamW) unless `decouple_wd=False` (L2).
+
+    `update` is the algorithm, one parameter at a time. `step` hands whole groups of dense float parameters to
+    torch's fused Adam kernel instead (the same arithmetic in one pass over memory: about 2x faster for a
+    ResNet-18, whose step is memory-bound); `fused=False` keeps the per-parameter path.
+    """
 
     defaults = {"mom": 0.9, "sqr_mom": 0.999, "eps": 1e-8, "wd": 0.0, "decouple_wd": True}
+
+    def __init__(self, params, lr: float, fused: bool = True, **hypers):
+        super().__init__(params, lr, **hypers)
+        self.fused = fused and hasattr(torch, "_fused_adamw_")
 
     def regularize(self, p, group, state):
         if group["wd"] and group["decouple_wd"]:
@@ -127,6 +136,39 @@ class Adam(Optimizer):
         state["sqr_avg"].mul_(b2).addcmul_(g, g, value=1 - b2)
         denom = (state["sqr_avg"] / (1 - b2**t)).sqrt_().add_(group["eps"])
         p.addcdiv_(state["avg"], denom, value=-group["lr"] / (1 - b1**t))
+
+    @torch.no_grad()
+    def step(self) -> None:
+        if not self.fused:
+            return super().step()
+        for group in self.param_groups:
+            batches: dict[tuple, list[torch.Tensor]] = {}  # one kernel call per (step count, device, dtype)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state.setdefault(p, {})
+                if not fusable(p):
+                    self.regularize(p, group, state)
+                    self.update(p, group, state)
+                    continue
+                if not state:
+                    state.update(step=0, avg=torch.zeros_like(p), sqr_avg=torch.zeros_like(p))
+                state["step"] += 1
+                batches.setdefault((state["step"], p.device, p.dtype), []).append(p)
+            kernel = torch._fused_adamw_ if group["decouple_wd"] else torch._fused_adam_
+            for (t, device, _), ps in batches.items():
+                steps = [torch.tensor(float(t), device=device)] * len(ps)  # read, not written, by the kernel
+                kernel(ps, [p.grad for p in ps], [self.state[p]["avg"] for p in ps],
+                       [self.state[p]["sqr_avg"] for p in ps], [], steps, lr=group["lr"], beta1=group["mom"],
+                       beta2=group["sqr_mom"], weight_decay=group["wd"], eps=group["eps"], amsgrad=False,
+                       maximize=False)
+
+
+def fusable(p: torch.Tensor) -> bool:
+    """Whether torch's fused Adam kernel takes this parameter: dense, floating point, on a CPU or CUDA device,
+    with a gradient of its own dtype."""
+    return (p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+            and p.grad.dtype == p.dtype and not p.grad.is_sparse and p.layout == torch.strided)
 
 
 def AdamW(params, lr: float, wd: float = 0.01, **hypers) -> Adam:
