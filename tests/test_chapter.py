@@ -1,5 +1,7 @@
 """Each stage of the chapter clears the book's figure minus half a point, averaged over 3 seeds."""
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -116,6 +118,16 @@ def test_plotter_workers_share_one_start_and_none_is_left_behind(tmp_path):
                           timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f0.png", "f1.png", "f2.png", "f3.png"]
+
+
+def test_a_plotter_worker_that_dies_is_reported_not_a_broken_pipe(tmp_path):
+    plotter = Plotter(workers=2)
+    os.kill(plotter.pid, signal.SIGKILL)  # the first worker, as if killed by the out-of-memory killer
+    os.waitpid(plotter.pid, 0)
+    for i in range(4):  # half of these go to the dead worker
+        plotter.plot(tmp_path / f"f{i}.png", "images_figure", images=[np.eye(28)], titles=[str(i)])
+    with pytest.raises(RuntimeError, match="a plotter process ended before saving its figures"):
+        plotter.close()
 
 
 def test_the_plotter_and_figures_import_without_torch():

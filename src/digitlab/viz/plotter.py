@@ -3,12 +3,13 @@
 `Plotter()` forks a worker that imports matplotlib at once and forks the other workers from there (one import
 for all); each then draws the figures it is sent. Made before torch is imported, a worker needs no torch (jobs
 carry numbers and numpy arrays), so its start costs the caller only the fork, and matplotlib's half-second import
-overlaps the caller's own. Where fork is missing or
-unsafe (Windows, macOS) the same calls draw in this process when `close` is called.
+overlaps the caller's own. Where fork is missing or unsafe (Windows, macOS) the same calls draw in this process
+when `close` is called.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -59,8 +60,11 @@ class Plotter:
             self.pending.append(job)
             return
         jobs = self.children[(len(self.paths) - 1) % len(self.children)][0]
-        pickle.dump(job, jobs, pickle.HIGHEST_PROTOCOL)
-        jobs.flush()  # the child starts drawing now, not when the buffer fills
+        try:
+            pickle.dump(job, jobs, pickle.HIGHEST_PROTOCOL)
+            jobs.flush()  # the child starts drawing now, not when the buffer fills
+        except BrokenPipeError:  # the worker is gone: `close` reports it rather than failing the caller's work now
+            pass
 
     def close(self) -> list[Path]:
         """Wait until every figure is saved; return their paths. A figure that failed raises RuntimeError."""
@@ -68,15 +72,20 @@ class Plotter:
             return [render(*job) for job in self.pending]
         errors = []
         for jobs, _ in self.children:
-            pickle.dump(None, jobs)
-            jobs.close()
+            try:
+                pickle.dump(None, jobs)
+                jobs.close()
+            except BrokenPipeError:  # the worker is gone; reading its errors pipe below says so
+                with contextlib.suppress(OSError):
+                    jobs.close()
         for _, done in self.children:
             try:
                 with os.fdopen(done, "rb") as fh:
                     errors += pickle.load(fh)
             except (OSError, EOFError, pickle.UnpicklingError):
                 errors.append("a plotter process ended before saving its figures")
-        os.waitpid(self.pid, 0)  # the first worker reaps the others before it exits
+        with contextlib.suppress(ChildProcessError):  # already reaped (by a caller that killed it)
+            os.waitpid(self.pid, 0)  # the first worker reaps the others before it exits
         self.children = []
         if errors:
             raise RuntimeError("; ".join(errors))
