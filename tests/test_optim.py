@@ -79,6 +79,24 @@ def test_fused_adam_step_is_the_per_parameter_algorithm(decouple_wd):
     assert fused.state[a[2].bias]["step"] == plain.state[b[2].bias]["step"] == 6
 
 
+@pytest.mark.parametrize("grad_layout", [torch.channels_last, torch.contiguous_format])
+def test_fused_adam_on_channels_last_weights(grad_layout):
+    """Channels-last weights go to the kernel as (N, H, W, C) views; a gradient of another layout must not be
+    paired element by element with them (8x3x3x3: the wrong view would have the same shape)."""
+    torch.manual_seed(0)
+    w = torch.randn(8, 3, 3, 3).to(memory_format=torch.channels_last)
+    fused_w, plain_w = w.clone().requires_grad_(), w.clone().requires_grad_()
+    assert fused_w.is_contiguous(memory_format=torch.channels_last) and not fused_w.is_contiguous()
+    fused, plain = AdamW([fused_w], 1e-2, wd=0.1), AdamW([plain_w], 1e-2, wd=0.1, fused=False)
+    for step in range(5):
+        g = torch.randn(8, 3, 3, 3).contiguous(memory_format=grad_layout)
+        for p, opt in ((fused_w, fused), (plain_w, plain)):
+            p.grad = g.clone(memory_format=torch.preserve_format)
+            opt.step()
+    assert torch.allclose(fused_w, plain_w, atol=1e-6)
+    assert fused_w.is_contiguous(memory_format=torch.channels_last)  # updated in place, layout kept
+
+
 def test_fused_adam_state_dict_round_trip_continues_identically():
     a, b = pair()
     opt_a = AdamW(a.parameters(), 1e-2, wd=0.1)

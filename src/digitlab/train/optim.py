@@ -147,28 +147,44 @@ class Adam(Optimizer):
                 if p.grad is None:
                     continue
                 state = self.state.setdefault(p, {})
-                if not fusable(p):
+                if not state:
+                    state.update(step=0, avg=torch.zeros_like(p), sqr_avg=torch.zeros_like(p))
+                if not fusable(p, state):
                     self.regularize(p, group, state)
                     self.update(p, group, state)
                     continue
-                if not state:
-                    state.update(step=0, avg=torch.zeros_like(p), sqr_avg=torch.zeros_like(p))
                 state["step"] += 1
                 batches.setdefault((state["step"], p.device, p.dtype), []).append(p)
             kernel = torch._fused_adamw_ if group["decouple_wd"] else torch._fused_adam_
             for (t, device, _), ps in batches.items():
                 steps = [torch.tensor(float(t), device=device)] * len(ps)  # read, not written, by the kernel
-                kernel(ps, [p.grad for p in ps], [self.state[p]["avg"] for p in ps],
-                       [self.state[p]["sqr_avg"] for p in ps], [], steps, lr=group["lr"], beta1=group["mom"],
-                       beta2=group["sqr_mom"], weight_decay=group["wd"], eps=group["eps"], amsgrad=False,
-                       maximize=False)
+                params, grads, avgs, sqr_avgs = zip(*(dense(p, p.grad, self.state[p]["avg"], self.state[p]["sqr_avg"])
+                                                      for p in ps))
+                kernel(list(params), list(grads), list(avgs), list(sqr_avgs), [], steps, lr=group["lr"],
+                       beta1=group["mom"], beta2=group["sqr_mom"], weight_decay=group["wd"], eps=group["eps"],
+                       amsgrad=False, maximize=False)
 
 
-def fusable(p: torch.Tensor) -> bool:
-    """Whether torch's fused Adam kernel takes this parameter: dense, floating point, on a CPU or CUDA device,
-    with a gradient of its own dtype."""
+def dense(*ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A parameter, its gradient and its state (all of one layout, see `fusable`) as contiguous tensors: a
+    channels-last 4-d tensor as the (N, H, W, C) view of its memory. The fused kernel would otherwise copy each
+    such tensor to a contiguous clone and back: 2.8 ms a step for the ResNet-18's three 256x256x3x3 weights alone.
+    The update is elementwise, so any view that pairs the same elements will do."""
+    if ts[0].is_contiguous():
+        return ts
+    return tuple(t.permute(0, 2, 3, 1) for t in ts)
+
+
+def fusable(p: torch.Tensor, state: dict) -> bool:
+    """Whether torch's fused Adam kernel can take this parameter: dense, floating point, on a CPU or CUDA device,
+    contiguous or channels-last, with its gradient and state of the same dtype and layout. On CPU (torch 2.13)
+    the kernel silently pairs the wrong elements when a channels-last parameter has a contiguous gradient
+    (torch.optim.AdamW(fused=True) too; CUDA refuses such tensors), so any mismatch takes the per-parameter path."""
+    tensors = (p, p.grad, state["avg"], state["sqr_avg"])
     return (p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-            and p.grad.dtype == p.dtype and not p.grad.is_sparse and p.layout == torch.strided)
+            and not p.grad.is_sparse and p.layout == torch.strided
+            and all(t.dtype == p.dtype and t.shape == p.shape and t.stride() == p.stride() for t in tensors)
+            and (p.is_contiguous() or (p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last))))
 
 
 def AdamW(params, lr: float, wd: float = 0.01, **hypers) -> Adam:
