@@ -61,7 +61,7 @@ def candidates(target: float) -> list[FastConfig]:
 
 def label(cfg: FastConfig) -> str:
     return (f"{cfg.model} e{cfg.epochs} bs{cfg.bs} lr{cfg.lr}{'' if cfg.augment else ' no-aug'} {cfg.precision}"
-            f"{' compiled' if cfg.compile else ''}{'' if cfg.fused_loss else ' our-loss'}")
+            f"{' compiled' if cfg.compile else ''}{'' if cfg.fused_loss else ' our-loss'}{' tta' if cfg.tta else ''}")
 
 
 class Bench:

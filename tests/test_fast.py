@@ -172,3 +172,19 @@ def test_a_fast_recipe_writes_a_run_folder_the_other_commands_take(tmp_path):
     assert abs(scored["accuracy"] - summary["accuracy"]) <= 0.001  # same weights, evaluated by the other path
     listed = digitlab("runs", "--json", "--runs", str(tmp_path / "runs"))
     assert '"model": "fastcnn"' in listed.stdout and str(run) in listed.stdout
+
+
+def test_tta_scores_the_final_model_with_the_test_time_shifts(digits):
+    """With tta the final accuracy is that of the probabilities averaged over the shifts (and the clock includes
+    them); without, the plain accuracy. Same seed, same weights: only the scoring differs."""
+    from digitlab.recipes import TTA_SHIFTS, shift_images
+
+    data = subset(digits, 4096, 2000)
+    plain = FastTrainer(FastConfig(epochs=2, bs=128, lr=0.05, augment=False), data)
+    with_tta = FastTrainer(FastConfig(epochs=2, bs=128, lr=0.05, augment=False, tta=True), data)
+    r_plain, r_tta = plain.run(0), with_tta.run(0)
+    assert r_plain.accuracy == plain.accuracy()
+    x = torch.stack([shift_images(data.valid.images.unsqueeze(1).float() / 255, dx, dy) for dx, dy in TTA_SHIFTS])
+    probs = sum(torch.softmax(with_tta.logits(xi), 1) for xi in x) / len(TTA_SHIFTS)
+    assert r_tta.accuracy == exact_accuracy(probs.argmax(1), data.valid.labels)
+    assert r_plain.accuracy > 0.9 and r_tta.accuracy != r_plain.accuracy  # a trained model; the shifts change some

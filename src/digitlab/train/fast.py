@@ -55,6 +55,7 @@ class FastConfig:
                                   # small kernels that bound a step; it costs 10-25 s of warm-up)
     fused_loss: bool = True       # PyTorch's fused cross-entropy (equal to ours: tests/test_losses.py), 1 kernel not ~14
     eval_bs: int = 2000
+    tta: bool = False             # the final score averages the test-time shifts (recipes.TTA_SHIFTS), timed too
 
     def __post_init__(self):
         if self.precision not in ("bf16", "fp32"):
@@ -217,7 +218,7 @@ class FastTrainer:
                          "accuracy": self.accuracy(), "seconds": time.perf_counter() - start}
                 self.loss_sum.zero_()
                 history.append(entry)
-        accuracy = self.accuracy()
+        accuracy = self.tta_accuracy() if cfg.tta else self.accuracy()
         seconds = time.perf_counter() - start
         if not track:
             history.append({"epoch": n_epochs - 1, "train_loss": self.loss_sum.item() / total})
@@ -240,6 +241,10 @@ class FastTrainer:
     def accuracy(self) -> float:
         """Test-set accuracy: one host read."""
         return exact_accuracy(self.logits(to_input(self.x_valid)).argmax(1), self.y_valid)
+
+    def tta_accuracy(self) -> float:
+        """Test-set accuracy of the class probabilities averaged over the TTA shifts."""
+        return exact_accuracy(self.test_probs(True).argmax(1), self.y_valid.cpu())
 
     def test_probs(self, tta: bool = False) -> torch.Tensor:
         """Class probabilities on the test set (on the CPU), optionally averaged over the TTA shifts."""
