@@ -5,7 +5,7 @@ code and its baseline in the same process, interleaved or one after the other (s
 This collects their JSON records into results/all.json, a markdown table results/all.md, and a plot of test
 accuracy against training seconds for ten digits (ours against the PyTorch example) in results/tendigits.png.
 
-    python -m benchmarks all            # everything below, about 9 minutes on 2 cores (530 s)
+    python -m benchmarks all            # everything below, about 9-10 minutes on 2 cores (530-620 s)
     python -m benchmarks all --quick    # fewer repeats and no reference to 99.0% (about 2 minutes)
     python -m benchmarks table          # only rebuild the table and plot from the records there are
 
