@@ -6,10 +6,10 @@ accuracy in at most 30 s of training and at least 5x sooner than pytorch/example
 torch.utils.data.DataLoader over a TensorDataset), both run in this process, one after the other.
 
 Only training time counts; the clock stops while the 10000 test images are scored. The reference is scored every
-quarter epoch (so it is not penalised for the epoch granularity) and stops at 99.0% or after --ref-cap seconds of
+quarter epoch (so it is not penalised for the epoch granularity) and stops at 99.0%, after --ref-cap seconds of
 training, or once it has trained --ref-stop-ratio (5.5) times as long as our slowest seed took to reach 99.0% (the
-ratio is then proven without waiting for more); ours is scored at the end of each epoch of its one-cycle schedule (its accuracy mid-schedule, at a high
-rate, is not what the schedule aims for). Ours runs its forward pass under bfloat16 autocast (AMX tiles on this
+ratio is then proven without waiting for more). Ours is scored at the end of each epoch of its one-cycle schedule
+(its accuracy mid-schedule, at a high rate, is not what the schedule aims for). Ours runs its forward pass under bfloat16 autocast (AMX tiles on this
 Xeon; --fp32 turns it off); the reference runs in float32 as published.
 Run: python -m benchmarks.tendigits [--seeds 2] [--ref-cap 180] [--ref-stop-ratio 5.5]
 """

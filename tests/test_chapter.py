@@ -91,7 +91,8 @@ from digitlab.viz.plotter import Plotter
 ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphaned workers become our children, so we can see them
 def children():
     me = str(os.getpid())
-    return [p for p in os.listdir("/proc") if p.isdigit() and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == me]
+    ppid = lambda p: open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]  # after the name, state, ppid
+    return [p for p in os.listdir("/proc") if p.isdigit() and ppid(p) == me]
 out = sys.argv[1]
 with Plotter(workers=3) as plotter:
     assert len(children()) == 1, children()  # one worker forked here; it forks the other two

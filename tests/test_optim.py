@@ -58,7 +58,8 @@ def test_fused_adam_step_is_the_per_parameter_algorithm(decouple_wd):
 
     def groups(model):
         params = list(model.parameters())
-        return [{"params": [p for p in params if p.ndim > 1]}, {"params": [p for p in params if p.ndim <= 1], "wd": 0.0}]
+        return [{"params": [p for p in params if p.ndim > 1]},
+                {"params": [p for p in params if p.ndim <= 1], "wd": 0.0}]
 
     fused = Adam(groups(a), 1e-2, wd=0.05, decouple_wd=decouple_wd, mom=0.95, sqr_mom=0.99, eps=1e-5)
     plain = Adam(groups(b), 1e-2, wd=0.05, decouple_wd=decouple_wd, mom=0.95, sqr_mom=0.99, eps=1e-5, fused=False)

@@ -181,7 +181,8 @@ def fusable(p: torch.Tensor, state: dict) -> bool:
     the kernel silently pairs the wrong elements when a channels-last parameter has a contiguous gradient
     (torch.optim.AdamW(fused=True) too; CUDA refuses such tensors), so any mismatch takes the per-parameter path."""
     tensors = (p, p.grad, state["avg"], state["sqr_avg"])
-    return (p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+    floats = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+    return (p.device.type in ("cpu", "cuda") and p.dtype in floats
             and not p.grad.is_sparse and p.layout == torch.strided
             and all(t.dtype == p.dtype and t.shape == p.shape and t.stride() == p.stride() for t in tensors)
             and (p.is_contiguous() or (p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last))))
