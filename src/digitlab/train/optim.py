@@ -122,14 +122,20 @@ class Adam(Optimizer):
         super().__init__(params, lr, **hypers)
         self.fused = fused and hasattr(torch, "_fused_adamw_")
 
+    @staticmethod
+    def init_state(p: torch.Tensor, state: dict) -> dict:
+        """A parameter's first step: count 0, both moving averages at zero (in its layout)."""
+        if not state:
+            state.update(step=0, avg=torch.zeros_like(p), sqr_avg=torch.zeros_like(p))
+        return state
+
     def regularize(self, p, group, state):
         if group["wd"] and group["decouple_wd"]:
             p.mul_(1 - group["lr"] * group["wd"])
 
     def update(self, p, group, state):
         g = p.grad if group["decouple_wd"] or not group["wd"] else p.grad.add(p, alpha=group["wd"])
-        if not state:
-            state.update(step=0, avg=torch.zeros_like(p), sqr_avg=torch.zeros_like(p))
+        self.init_state(p, state)
         state["step"] += 1
         b1, b2, t = group["mom"], group["sqr_mom"], state["step"]
         state["avg"].lerp_(g, 1 - b1)
@@ -146,9 +152,7 @@ class Adam(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                state = self.state.setdefault(p, {})
-                if not state:
-                    state.update(step=0, avg=torch.zeros_like(p), sqr_avg=torch.zeros_like(p))
+                state = self.init_state(p, self.state.setdefault(p, {}))
                 if not fusable(p, state):
                     self.regularize(p, group, state)
                     self.update(p, group, state)
