@@ -14,9 +14,10 @@ from PIL import Image
 
 from conftest import run_env
 
-# the console script installed beside this Python, as a user's shell finds it
+# the console script installed beside this Python, as a user's shell finds it; where the package is only on
+# PYTHONPATH (the GPU machine runs the tests from a bare checkout), `python -m digitlab`, the same entry point
 ENTRY = Path(sys.executable).parent / "digitlab"
-DIGITLAB = str(ENTRY) if ENTRY.exists() else shutil.which("digitlab")
+DIGITLAB = str(ENTRY) if ENTRY.exists() else shutil.which("digitlab") or f"{sys.executable} -m digitlab"
 
 
 def digitlab(*args, cwd=None, tmp_path=None, check=True):

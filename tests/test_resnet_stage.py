@@ -56,6 +56,21 @@ def test_model_is_torchvision_resnet18_body_with_fastai_head(xb):
     assert n_params(trimmed) == 4_758_080 and trimmed(xb).shape == (32, 2)
 
 
+def test_stem_without_max_pool_gives_the_first_stage_14_pixels(xb):
+    """stem_pool=False (a variant benchmarks/gpu.py measured): the stages run at 14, 7, 4 and 2 pixels, so no
+    3x3 tap of the last stage is dead and the trimmed model keeps them all (more parameters than the default)."""
+    torch.manual_seed(0)
+    model = resnet18_fastai(2, stem_pool=False)
+    sizes = []
+    hooks = [b.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[-1])) for b in model.blocks]
+    assert model.eval()(xb).shape == (32, 2)
+    for h in hooks:
+        h.remove()
+    assert sizes == [14, 14, 14, 7, 7, 4, 4, 2]
+    assert not any(isinstance(m, nn.MaxPool2d) for m in model.stem.modules())
+    assert n_params(model) > n_params(resnet18_fastai(2))
+
+
 def test_trimmed_model_computes_the_same_function_and_gradients(xb):
     """The taps cut by trim_dead_taps only ever meet padding on 28x28 images: outputs and the gradients of every
     kept weight match the full model's."""

@@ -14,6 +14,8 @@ beyond bf16 rounding.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from ..data.loader import DataLoader, DataLoaders
@@ -30,13 +32,13 @@ BS = 64  # fastai's; 128 (~10 s) and 256 (~6 s) are faster but reach only 0.9936
 VALID_BS = 1024
 
 
-def fastai_dls(data: ChapterData, seed: int, bs: int = BS) -> DataLoaders:
+def fastai_dls(data: ChapterData, seed: int, bs: int = BS, device: str | None = None) -> DataLoaders:
     """3s and 7s as (N, 1, 28, 28) images, classes 0 (a 3) and 1 (a 7); like fastai's, the training loader
     drops its last partial batch (a batch of a few images would give BatchNorm noisy statistics)."""
     train, valid = to_classes(data.train, (3, 7)), to_classes(data.valid, (3, 7))
     return DataLoaders(DataLoader(train.images, train.labels, bs, shuffle=True, seed=seed, drop_last=True,
-                                  tfm=to_input),
-                       DataLoader(valid.images, valid.labels, VALID_BS, tfm=to_input))
+                                  tfm=to_input, device=device),
+                       DataLoader(valid.images, valid.labels, VALID_BS, tfm=to_input, device=device))
 
 
 def fastai_adam(params, lr: float) -> Adam:
@@ -47,26 +49,32 @@ def fastai_adam(params, lr: float) -> Adam:
 
 
 class BF16Learner(Learner):
-    """A Learner whose forward pass runs under bfloat16 autocast (the CPU's bf16 matrix units); the loss and
-    metrics see float32 scores."""
+    """A Learner whose forward pass runs under bfloat16 autocast (the CPU's bf16 matrix units, or a GPU's); the
+    loss and metrics see float32 scores."""
 
     def predict(self) -> None:
-        with torch.autocast("cpu", torch.bfloat16):
+        with torch.autocast(self.xb.device.type, torch.bfloat16):
             self.preds = self.model(self.xb).float()
 
 
-def fastai_learner(data: ChapterData, seed: int, cbs=(), bs: int | None = None) -> Learner:
+def fastai_learner(data: ChapterData, seed: int, cbs=(), bs: int | None = None, device: str = "cpu",
+                   stem_pool: bool = True, label_smoothing: float = 0.0) -> Learner:
+    """The stage's Learner; `stem_pool` and `label_smoothing` are the variants benchmarks/gpu.py measures."""
     torch.manual_seed(seed)
-    model = resnet18_fastai(n_classes=2).to(memory_format=torch.channels_last)  # oneDNN's fast layout on CPU
-    return BF16Learner(model, fastai_dls(data, seed, bs or BS), cross_entropy, opt_func=fastai_adam, metrics=[accuracy],
-                       cbs=list(cbs))
+    model = resnet18_fastai(n_classes=2, stem_pool=stem_pool)
+    model = model.to(device, memory_format=torch.channels_last)  # oneDNN's (and cuDNN's) fast layout
+    loss = partial(cross_entropy, label_smoothing=label_smoothing) if label_smoothing else cross_entropy
+    return BF16Learner(model, fastai_dls(data, seed, bs or BS, device), loss, opt_func=fastai_adam,
+                       metrics=[accuracy], cbs=list(cbs))
 
 
 @timed
-def stage_resnet18(data: ChapterData, seed: int = 42, epochs: int = 1, lr: float = 0.1) -> StageResult:
-    """resnet18 from scratch as fastai builds it, cross-entropy over 2 classes, fit_one_cycle(1, 0.1)."""
+def stage_resnet18(data: ChapterData, seed: int = 42, epochs: int = 1, lr: float = 0.1, device: str = "cpu",
+                   **variant) -> StageResult:
+    """resnet18 from scratch as fastai builds it, cross-entropy over 2 classes, fit_one_cycle(1, 0.1);
+    `variant`: fastai_learner's stem_pool and label_smoothing."""
     rec = Recorder()
-    learn = fastai_learner(data, seed, [rec])
+    learn = fastai_learner(data, seed, [rec], device=device, **variant)
     # fastai's final lr is lr_max/div_final; our schedule (torch's OneCycleLR) ends at lr_max/div/div_final
     learn.fit_one_cycle(epochs, lr, pct_start=0.25, div=25.0, div_final=1e5 / 25.0, moms=(0.95, 0.85, 0.95))
     history = [round(log["accuracy"], 4) for log in rec.logs]

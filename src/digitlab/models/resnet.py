@@ -104,10 +104,11 @@ class ExpandChannels(nn.Module):
         return x.expand(-1, self.c, -1, -1)
 
 
-def imagenet_stem(c_out: int = 64, c_in: int = 3) -> nn.Sequential:
-    """torchvision's stem: 7x7 stride-2 conv-BN-ReLU, then 3x3 stride-2 max-pool (28 -> 14 -> 7)."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 7, 2, 3, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-                         nn.MaxPool2d(3, 2, 1))
+def imagenet_stem(c_out: int = 64, c_in: int = 3, pool: bool = True) -> nn.Sequential:
+    """torchvision's stem: 7x7 stride-2 conv-BN-ReLU, then 3x3 stride-2 max-pool (28 -> 14 -> 7); without `pool`
+    the first stage sees 14x14."""
+    layers = [nn.Conv2d(c_in, c_out, 7, 2, 3, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, *([nn.MaxPool2d(3, 2, 1)] if pool else []))
 
 
 def fastai_head(nf: int, n_classes: int, lin_ftrs: int = 512, ps: float = 0.5) -> nn.Sequential:
@@ -145,10 +146,10 @@ class ResNet(nn.Module):
     """
 
     def __init__(self, layers=(2, 2, 2, 2), widths=(64, 128, 256, 512), n_classes: int = 10, stem: int = 32,
-                 zero_init_residual: bool = True, fastai: bool = False):
+                 zero_init_residual: bool = True, fastai: bool = False, stem_pool: bool = True):
         super().__init__()
         if fastai:
-            self.stem = nn.Sequential(Normalize(), ExpandChannels(3), imagenet_stem(widths[0]))  # 28 -> 7
+            self.stem = nn.Sequential(Normalize(), ExpandChannels(3), imagenet_stem(widths[0], pool=stem_pool))  # 28 -> 7
         else:
             self.stem = nn.Sequential(Normalize(), conv_bn(1, stem), conv_bn(stem, widths[0], stride=2))  # 28 -> 14
         blocks, c_in = [], widths[0]
@@ -176,11 +177,13 @@ def resnet18(n_classes: int = 10) -> ResNet:
     return ResNet((2, 2, 2, 2), (64, 128, 256, 512), n_classes)
 
 
-def resnet18_fastai(n_classes: int = 10, trim: bool = True) -> ResNet:
+def resnet18_fastai(n_classes: int = 10, trim: bool = True, stem_pool: bool = True) -> ResNet:
     """fastai's cnn_learner(resnet18, pretrained=False) model: ImageNet stem, fastai head, torchvision's init
     (11.7M parameters); with `trim`, the kernels are cut to the taps that meet a 28x28 image (4.8M parameters),
-    which computes the same function."""
-    model = ResNet((2, 2, 2, 2), (64, 128, 256, 512), n_classes, zero_init_residual=False, fastai=True)
+    which computes the same function. `stem_pool=False` drops the stem's max-pool (stages at 14, 7, 4 and 2 pixels,
+    about 3.5x the arithmetic)."""
+    model = ResNet((2, 2, 2, 2), (64, 128, 256, 512), n_classes, zero_init_residual=False, fastai=True,
+                   stem_pool=stem_pool)
     return trim_dead_taps(model, torch.zeros(2, 1, 28, 28)) if trim else model
 
 
