@@ -10,7 +10,7 @@ from digitlab.data.tasks import to_input
 from digitlab.models import MODELS, BasicBlock, build_model, fastcnn, init_weights, n_params, resnet18
 from digitlab.weights import load_model, save_model
 
-NEW_MODELS = ["fastcnn", "fastcnn_wide", "resnet18", "resnet18_fastai"]
+NEW_MODELS = ["fastcnn", "fastcnn_wide", "fastcnn_deep", "convnet5x5", "resnet18", "resnet18_fastai"]
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,20 @@ def test_existing_models_are_unchanged():
     """Shipped weights depend on these four architectures; their parameter counts are pinned."""
     assert {k: n_params(MODELS[k](n_classes=10)) for k in ("linear", "simple_net", "mlp", "cnn")} == \
         {"linear": 7850, "simple_net": 23860, "mlp": 235146, "cnn": 94186}
+
+
+def test_convnet5x5_is_the_papers_m5(xb):
+    """Five unpadded 5x5 convs (no bias) of 32-160 channels shrink 28 to 8 pixels; 160*8*8 -> 10 without bias,
+    then BatchNorm1d: 25*(32 + 32*64 + 64*96 + 96*128 + 128*160) conv weights + 2*(32+64+96+128+160) BN
+    + 10240*10 + 2*10."""
+    model = build_model("convnet5x5")
+    assert n_params(model) == 25 * 40992 + 2 * 480 + 102400 + 20 == 1_128_180
+    sizes = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape[1:])))
+    model(xb)
+    assert sizes == [(32, 24, 24), (64, 20, 20), (96, 16, 16), (128, 12, 12), (160, 8, 8)]
 
 
 def test_resnet18_has_the_standard_topology():

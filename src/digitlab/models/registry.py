@@ -12,7 +12,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .cnn import cnn
-from .fastcnn import fastcnn, fastcnn_deep
+from .fastcnn import convnet5x5, fastcnn, fastcnn_deep
 from .layers import Normalize
 from .resnet import resnet18, resnet18_fastai
 
@@ -30,6 +30,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "fastcnn": lambda n_classes=10: fastcnn(n_classes),          # the default recipe's model: speed on 2 CPU cores
     "fastcnn_wide": lambda n_classes=10: fastcnn(n_classes, 64),  # the same, 4x the compute: the best recipe
     "fastcnn_deep": lambda n_classes=10: fastcnn_deep(n_classes),  # two convs per size: for GPU accuracy runs
+    "convnet5x5": lambda n_classes=10: convnet5x5(n_classes),    # no pooling: a different member for ensembles
     "resnet18": lambda n_classes=10: resnet18(n_classes),        # the chapter's last stage (SGD version)
     "resnet18_fastai": lambda n_classes=10: resnet18_fastai(n_classes),  # fastai's cnn_learner(resnet18) model
 }

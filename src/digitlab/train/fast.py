@@ -49,6 +49,9 @@ class FastConfig:
     wd: float = 5e-4
     label_smoothing: float = 0.1
     augment: bool = True
+    aug_shift: float = 2.0        # augmentation strength: pixels, degrees, zoom (data/augment.py random_affine)
+    aug_degrees: float = 10.0
+    aug_scale: float = 0.1
     precision: str = "bf16"       # bf16 (autocast) or fp32
     graphs: bool | None = None    # capture the step as a CUDA graph; None: on CUDA only
     compile: bool = False         # torch.compile forward+loss and the update (on CUDA only: there it fuses the
@@ -62,6 +65,8 @@ class FastConfig:
             raise ConfigError(f"precision must be bf16 or fp32, got {self.precision!r}.")
         if self.epochs < 1 or self.bs < 1 or self.lr <= 0:
             raise ConfigError("epochs and bs must be at least 1 and lr positive.")
+        if min(self.aug_shift, self.aug_degrees, self.aug_scale) < 0:
+            raise ConfigError("aug_shift, aug_degrees and aug_scale are strengths: each must be 0 or more.")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,7 +166,8 @@ class FastTrainer:
         x = to_input(self.x_train.index_select(0, order))
         if self.cfg.augment:
             g = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 7)
-            theta = self.upload(random_affine(len(x), g), ("theta", epoch))
+            theta = random_affine(len(x), g, self.cfg.aug_shift, self.cfg.aug_degrees, self.cfg.aug_scale)
+            theta = self.upload(theta, ("theta", epoch))
             for i in range(0, len(x), AUG_CHUNK):
                 part = x[i:i + AUG_CHUNK]
                 grid = F.affine_grid(theta[i:i + AUG_CHUNK], list(part.shape), align_corners=False)
