@@ -36,7 +36,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            "augmentation (TrainConfig's defaults); measured 99.53% mean of 3 seeds, 259-272 s on 2 CPU cores", {}),
     Recipe("best", "fastcnn_deep (two convs per size, 1.15M parameters), 30 epochs of the fast path: one-cycle SGD lr "
            "0.2, bs 256, label smoothing 0.1, augmentation, bf16, CUDA graph and torch.compile on a GPU; measured "
-           "99.73-99.74% mean of 5 seeds, 7.5 s each on one H200 (a GPU recipe: hours on 2 CPU cores)",
+           "99.73-99.75% mean of 5 seeds in three runs, 7.5-7.9 s each on one H200 or H100 (a GPU recipe: hours on 2 "
+           "CPU cores)",
            fast=dict(model="fastcnn_deep", epochs=30, compile=True)),
     Recipe("best-3v7", "the book's 3s and 7s: fastcnn, 40 epochs of the fast path (one-cycle SGD lr 0.2, bs 256, "
            "label smoothing 0.1, augmentation, bf16); measured 0, 1 and 1 errors in 2038 (mean 0.99967) for seeds "
