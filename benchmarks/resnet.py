@@ -8,7 +8,7 @@ vision_learner(dls, resnet18, pretrained=False, ...) + fit_one_cycle(1, 0.1), 36
 Plain PyTorch, in this process: the same model, bf16 autocast and channels-last memory, with TensorDataset +
 torch.utils.data.DataLoader (bs 64, shuffled, drop_last) + torch.optim.AdamW (fastai's Adam: decoupled weight
 decay; torch.optim.Adam's weight_decay is L2) + torch.optim.lr_scheduler.OneCycleLR (fastai's defaults).
-Run: python -m benchmarks.resnet [--seeds 42 0 1] [--plain-seeds 1] [--no-plain]
+Run: python -m benchmarks.resnet [--seeds 42 0 1] [--plain-seeds 1] [--no-plain] [--variant no-stem-pool]
 """
 
 from __future__ import annotations
@@ -25,10 +25,17 @@ from digitlab.chapter import resnet_stage
 from digitlab.chapter.resnet_stage import stage_resnet18
 from digitlab.chapter.stages import ChapterData
 from digitlab.data.tasks import to_classes, to_input
-from digitlab.models.resnet import resnet18_fastai
+from digitlab.models.resnet import resnet18, resnet18_fastai
 
 from .common import median, write_record
 
+# accuracy experiments on the stage (benchmarks/NOTES.md, "Fourth session"): fastai_learner's variants
+VARIANTS = {
+    "fastai": {},
+    "no-stem-pool": {"stem_pool": False},       # the first stage at 14x14 pixels, about 3.5x the arithmetic
+    "label-smoothing": {"label_smoothing": 0.1},
+    "digit-resnet18": {"build": lambda: resnet18(2)},  # our 28x28 ResNet-18: 3x3 stem, stages at 14-2 pixels
+}
 FASTAI_S = 36.0  # fastai 2.8 vision_learner + fit_one_cycle(1, 0.1) on this machine: training + validation
 BOOK_ACC = 0.9971
 
@@ -90,16 +97,20 @@ def main(argv=None):
     ap.add_argument("--plain-seeds", type=int, default=1, help="run the plain-PyTorch baseline for this many of "
                     "the seeds (its epoch time is the comparison; one is enough for that)")
     ap.add_argument("--no-plain", action="store_true", help="skip the plain-PyTorch baseline")
+    ap.add_argument("--variant", choices=sorted(VARIANTS), default="fastai", help="the stage as fastai builds it, "
+                    "or one of the accuracy experiments of benchmarks/NOTES.md (their records are written to "
+                    "results/resnet-VARIANT.json)")
     args = ap.parse_args(argv)
+    variant = VARIANTS[args.variant]
     data = ChapterData.load()
     warm_up(data)
     ours, plain = [], []
     print(f"{'seed':>5s} {'ours acc':>9s} {'epoch s':>8s} {'stage s':>8s} {'plain acc':>10s} {'plain s':>8s}")
     for i, seed in enumerate(args.seeds):  # interleaved, so both see the same machine noise
-        res = stage_resnet18(data, seed=seed)
+        res = stage_resnet18(data, seed=seed, **variant)
         ours.append({"seed": seed, "accuracy": res.accuracy, "epoch_s": res.extras["ce_recorder"].logs[-1]["time"],
                      "stage_s": res.seconds})
-        if not args.no_plain and i < args.plain_seeds:
+        if not args.no_plain and not variant and i < args.plain_seeds:
             t, acc = plain_torch(data, seed)
             plain.append({"seed": seed, "accuracy": acc, "epoch_s": t})
         p = f"{plain[-1]['accuracy']:10.4f} {plain[-1]['epoch_s']:8.2f}" if len(plain) > i else ""
@@ -117,7 +128,9 @@ def main(argv=None):
         record.update(plain_epoch_s=plain_s, vs_plain=plain_s / epoch,
                       plain_mean_accuracy=sum(r["accuracy"] for r in plain) / len(plain))
         print(f"vs plain PyTorch's {plain_s:.2f} s: {plain_s / epoch:.2f}x")
-    print(f"wrote {write_record('resnet', record)}")
+    record["variant"] = args.variant
+    name = "resnet" if args.variant == "fastai" else f"resnet-{args.variant}"
+    print(f"wrote {write_record(name, record)}")
 
 
 if __name__ == "__main__":

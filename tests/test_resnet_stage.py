@@ -57,7 +57,7 @@ def test_model_is_torchvision_resnet18_body_with_fastai_head(xb):
 
 
 def test_stem_without_max_pool_gives_the_first_stage_14_pixels(xb):
-    """stem_pool=False (a variant benchmarks/gpu.py measured): the stages run at 14, 7, 4 and 2 pixels, so no
+    """stem_pool=False (a variant measured in benchmarks/NOTES.md): the stages run at 14, 7, 4 and 2 pixels, so no
     3x3 tap of the last stage is dead and the trimmed model keeps them all (more parameters than the default)."""
     torch.manual_seed(0)
     model = resnet18_fastai(2, stem_pool=False)

@@ -15,8 +15,10 @@ beyond bf16 rounding.
 from __future__ import annotations
 
 from functools import partial
+from typing import Callable
 
 import torch
+from torch import nn
 
 from ..data.loader import DataLoader, DataLoaders
 from ..data.tasks import to_classes, to_input
@@ -58,10 +60,12 @@ class BF16Learner(Learner):
 
 
 def fastai_learner(data: ChapterData, seed: int, cbs=(), bs: int | None = None, device: str = "cpu",
-                   stem_pool: bool = True, label_smoothing: float = 0.0) -> Learner:
-    """The stage's Learner; `stem_pool` and `label_smoothing` are the variants benchmarks/gpu.py measures."""
+                   stem_pool: bool = True, label_smoothing: float = 0.0,
+                   build: Callable[[], nn.Module] | None = None) -> Learner:
+    """The stage's Learner. The variants that benchmarks/NOTES.md measured against the book's accuracy:
+    `stem_pool=False`, `label_smoothing`, and `build`, another model's builder (called after seeding)."""
     torch.manual_seed(seed)
-    model = resnet18_fastai(n_classes=2, stem_pool=stem_pool)
+    model = build() if build else resnet18_fastai(n_classes=2, stem_pool=stem_pool)
     model = model.to(device, memory_format=torch.channels_last)  # oneDNN's (and cuDNN's) fast layout
     loss = partial(cross_entropy, label_smoothing=label_smoothing) if label_smoothing else cross_entropy
     return BF16Learner(model, fastai_dls(data, seed, bs or BS, device), loss, opt_func=fastai_adam,
@@ -72,7 +76,7 @@ def fastai_learner(data: ChapterData, seed: int, cbs=(), bs: int | None = None, 
 def stage_resnet18(data: ChapterData, seed: int = 42, epochs: int = 1, lr: float = 0.1, device: str = "cpu",
                    **variant) -> StageResult:
     """resnet18 from scratch as fastai builds it, cross-entropy over 2 classes, fit_one_cycle(1, 0.1);
-    `variant`: fastai_learner's stem_pool and label_smoothing."""
+    `variant`: fastai_learner's stem_pool, label_smoothing or build."""
     rec = Recorder()
     learn = fastai_learner(data, seed, [rec], device=device, **variant)
     # fastai's final lr is lr_max/div_final; our schedule (torch's OneCycleLR) ends at lr_max/div/div_final

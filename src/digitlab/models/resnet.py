@@ -149,7 +149,8 @@ class ResNet(nn.Module):
                  zero_init_residual: bool = True, fastai: bool = False, stem_pool: bool = True):
         super().__init__()
         if fastai:
-            self.stem = nn.Sequential(Normalize(), ExpandChannels(3), imagenet_stem(widths[0], pool=stem_pool))  # 28 -> 7
+            # 28 -> 7 (-> 14 without the stem's max-pool)
+            self.stem = nn.Sequential(Normalize(), ExpandChannels(3), imagenet_stem(widths[0], pool=stem_pool))
         else:
             self.stem = nn.Sequential(Normalize(), conv_bn(1, stem), conv_bn(stem, widths[0], stride=2))  # 28 -> 14
         blocks, c_in = [], widths[0]
