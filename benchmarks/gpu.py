@@ -11,11 +11,12 @@ the JSON is rewritten after each, so a run cut short still leaves its numbers:
 5. targets: for 99.0%, 99.5% and 99.7% test accuracy, candidate recipes cheapest first (by a measured epoch):
    seed 0, then seeds 1-4 when seed 0 reached the target; the first candidate where all five reach it gives the
    figure: training time from the first step to the final evaluation, after a warm-up run, mean of 5 seeds;
-6. resnet3v7 (with --extra): the chapter's ResNet-18 stage on the GPU over 8 seeds: as fastai builds it and with
+6. speedrun_cli (with --extra): `digitlab speedrun --target T --seeds 5 --device cuda`, a fresh process per target;
+7. resnet3v7 (with --extra): the chapter's ResNet-18 stage on the GPU over 8 seeds: as fastai builds it and with
    label smoothing, each also with TTA;
-7. best: the most accurate 99.7% candidate over 5 seeds: single-model accuracy, with TTA, and the ensemble; with
+8. best: the most accurate 99.7% candidate over 5 seeds: single-model accuracy, with TTA, and the ensemble; with
    --extra also other architectures of the same length and the ensemble of all.
-The default run takes under 5 minutes (about 250 s on an H100); `--extra --budget 480` about 6 minutes.
+The default run takes under 5 minutes (about 250 s on an H100); `--extra --budget 600` about 9 minutes.
 
 `--dry-run` runs every section on the CPU with tiny recipes and data, to check the script before a GPU is lent.
 """
@@ -62,7 +63,10 @@ def candidates(target: float) -> list[FastConfig]:
         compiled = [f(model="fastcnn_wide", epochs=e, compile=True, tta=t) for e in (5, 6, 7) for t in (True, False)]
         return plain + compiled + [f(epochs=e, compile=True, tta=t) for e in (7, 8) for t in (True, False)]
     plain = [f(model="fastcnn_deep", epochs=e) for e in (10, 12, 15)]
-    return plain + [f(model="fastcnn_deep", epochs=e, compile=True) for e in (10, 12, 15)]
+    # deep e15 compiled met it on the H100 (lowest seed 99.73%), then left seed 0 at 99.68% in the speedrun's own
+    # process: the shifts at the end, or one more epoch (about 4.2 s), for margin
+    compiled = [f(model="fastcnn_deep", epochs=e, compile=True, tta=t) for e in (10, 12, 15, 16) for t in (True, False)]
+    return plain + compiled
 
 
 def label(cfg: FastConfig) -> str:
@@ -307,6 +311,37 @@ def best_section(b: Bench, stop: float) -> dict:
     return out
 
 
+def speedrun_cli_section(b: Bench, stop: float) -> dict:
+    """The user's command, `digitlab speedrun --target T --seeds 5 --device cuda`, one fresh process per target
+    (its own compile and warm-up run): the figure the issue asks for, on the path a user takes. On the H100 this
+    is where a slow start (pinned memory, since fixed) and a seed short of 99.7% showed up that the in-process
+    search above had not seen."""
+    out = {}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    for target in TARGETS[:1] if b.dry else TARGETS:  # a dry run checks the plumbing: one target, one seed
+        left = stop - time.monotonic()
+        if left < 30:
+            out[str(target)] = {"skipped": "not enough time left"}
+            continue
+        cmd = [sys.executable, "-m", "digitlab", "speedrun", "--target", str(target), "--seeds",
+               str(1 if b.dry else N_SEEDS), "--device", b.device, "--json"]
+        try:
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=left)
+        except subprocess.TimeoutExpired:
+            out[str(target)] = {"error": "ran out of the section's time"}
+            continue
+        try:
+            res = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            out[str(target)] = {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-500:]}"}
+            continue
+        out[str(target)] = {k: res[k] for k in ("all_reached", "mean_seconds", "min_seconds", "mean_accuracy", "runs")}
+        print("speedrun", target, res["all_reached"], round(res["mean_seconds"], 3),
+              [round(r["accuracy"], 4) for r in res["runs"]], [round(r["seconds"], 3) for r in res["runs"]], flush=True)
+        b.save()
+    return out
+
+
 def extra_members(epochs: int, use_compile: bool) -> list[FastConfig]:
     """Ensemble members unlike fastcnn_deep. On the H100, five fastcnn_wide and five fastcnn models of 30 epochs
     (99.66% / 99.63% alone) brought the ensemble from 99.78% to 99.75-99.77%: too alike and too weak. Next to try
@@ -403,6 +438,10 @@ def summary(record: dict) -> str:
         if "ensemble" in mix:
             lines.append(f"mixed ensemble of {mix['n_models']} {mix['models']}: {mix['ensemble']:.4f}, with TTA "
                          f"{mix['ensemble_tta']:.4f}")
+    for target, res in s.get("speedrun_cli", {}).items():
+        if isinstance(res, dict) and "all_reached" in res:
+            lines.append(f"digitlab speedrun --target {target}: mean {res['mean_seconds']:.3f}s, every seed reached: "
+                         f"{res['all_reached']}, accuracies {[round(r['accuracy'], 4) for r in res['runs']]}")
     rn = s.get("resnet3v7", {})
     for name, v in rn.get("variants", {}).items():
         lines.append(f"resnet18 3v7 {name}: accuracies {v['accuracies']}, mean {v['mean_accuracy']:.4f}, with TTA "
@@ -417,8 +456,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=float, default=285.0, help="seconds for the whole run (the issue's bar: the "
                     "script checks and times every GPU figure in under 5 minutes)")
-    ap.add_argument("--extra", action="store_true", help="also the ResNet-18 3v7 study and the mixed ensemble "
-                    "(about 150 s more; run with --budget 480)")
+    ap.add_argument("--extra", action="store_true", help="also the speedrun command in fresh processes, the "
+                    "ResNet-18 3v7 study and the mixed ensemble (about 5 minutes more; run with --budget 600)")
     ap.add_argument("--dry-run", action="store_true", help="tiny recipes on the CPU: check the script itself")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -442,6 +481,7 @@ def main(argv=None) -> None:
     b.section("step_speed", lambda stop: step_speed_section(b, stop), 100)
     b.section("targets", lambda stop: targets_section(b, stop), 150)
     if args.extra:
+        b.section("speedrun_cli", lambda stop: speedrun_cli_section(b, stop), 150)
         b.section("resnet3v7", lambda stop: resnet3v7_section(b, stop), 75)
     b.section("best", lambda stop: best_section(b, stop), b.left())
     text = summary(b.record)
