@@ -35,6 +35,8 @@ VARIANTS = {
     "no-stem-pool": {"stem_pool": False},       # the first stage at 14x14 pixels, about 3.5x the arithmetic
     "label-smoothing": {"label_smoothing": 0.1},
     "digit-resnet18": {"build": lambda: resnet18(2)},  # our 28x28 ResNet-18: 3x3 stem, stages at 14-2 pixels
+    "no-head-dropout": {"ps": 0.0},             # cnn_learner(..., ps=0)
+    "wd-0.1": {"wd": 0.1},
 }
 FASTAI_S = 36.0  # fastai 2.8 vision_learner + fit_one_cycle(1, 0.1) on this machine: training + validation
 BOOK_ACC = 0.9971

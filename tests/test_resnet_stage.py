@@ -71,6 +71,16 @@ def test_stem_without_max_pool_gives_the_first_stage_14_pixels(xb):
     assert n_params(model) > n_params(resnet18_fastai(2))
 
 
+def test_head_dropout_and_weight_decay_are_cnn_learners_knobs():
+    """ps sets both head dropouts as fastai's (ps/2, ps); wd reaches the decayed group only (no wd on BatchNorm)."""
+    from digitlab.chapter.resnet_stage import fastai_adam
+
+    assert [m.p for m in resnet18_fastai(2, ps=0.0).head if isinstance(m, nn.Dropout)] == [0.0, 0.0]
+    assert [m.p for m in resnet18_fastai(2, ps=0.2).head if isinstance(m, nn.Dropout)] == [0.1, 0.2]
+    opt = fastai_adam(resnet18_fastai(2).parameters(), 0.1, wd=0.1)
+    assert [g["wd"] for g in opt.param_groups] == [0.1, 0.0]
+
+
 def test_trimmed_model_computes_the_same_function_and_gradients(xb):
     """The taps cut by trim_dead_taps only ever meet padding on 28x28 images: outputs and the gradients of every
     kept weight match the full model's."""

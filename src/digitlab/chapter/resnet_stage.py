@@ -43,11 +43,11 @@ def fastai_dls(data: ChapterData, seed: int, bs: int = BS, device: str | None = 
                        DataLoader(valid.images, valid.labels, VALID_BS, tfm=to_input, device=device))
 
 
-def fastai_adam(params, lr: float) -> Adam:
+def fastai_adam(params, lr: float, wd: float = 0.01) -> Adam:
     """fastai's Adam defaults; as Learner(wd_bn_bias=False), no weight decay on BatchNorm weights and biases."""
     params = list(params)
     decay, no_decay = [p for p in params if p.ndim > 1], [p for p in params if p.ndim <= 1]
-    return Adam([{"params": decay}, {"params": no_decay, "wd": 0.0}], lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01)
+    return Adam([{"params": decay}, {"params": no_decay, "wd": 0.0}], lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=wd)
 
 
 class BF16Learner(Learner):
@@ -60,15 +60,17 @@ class BF16Learner(Learner):
 
 
 def fastai_learner(data: ChapterData, seed: int, cbs=(), bs: int | None = None, device: str = "cpu",
-                   stem_pool: bool = True, label_smoothing: float = 0.0,
+                   stem_pool: bool = True, label_smoothing: float = 0.0, ps: float = 0.5, wd: float = 0.01,
                    build: Callable[[], nn.Module] | None = None) -> Learner:
     """The stage's Learner. The variants that benchmarks/NOTES.md measured against the book's accuracy:
-    `stem_pool=False`, `label_smoothing`, and `build`, another model's builder (called after seeding)."""
+    `stem_pool=False`, `label_smoothing`, the head's dropout `ps` and weight decay `wd` (cnn_learner's and
+    Learner's knobs), and `build`, another model's builder (called after seeding)."""
     torch.manual_seed(seed)
-    model = build() if build else resnet18_fastai(n_classes=2, stem_pool=stem_pool)
+    model = build() if build else resnet18_fastai(n_classes=2, stem_pool=stem_pool, ps=ps)
     model = model.to(device, memory_format=torch.channels_last)  # oneDNN's (and cuDNN's) fast layout
     loss = partial(cross_entropy, label_smoothing=label_smoothing) if label_smoothing else cross_entropy
-    return BF16Learner(model, fastai_dls(data, seed, bs or BS, device), loss, opt_func=fastai_adam,
+    opt = fastai_adam if wd == 0.01 else partial(fastai_adam, wd=wd)
+    return BF16Learner(model, fastai_dls(data, seed, bs or BS, device), loss, opt_func=opt,
                        metrics=[accuracy], cbs=list(cbs))
 
 
@@ -76,7 +78,7 @@ def fastai_learner(data: ChapterData, seed: int, cbs=(), bs: int | None = None, 
 def stage_resnet18(data: ChapterData, seed: int = 42, epochs: int = 1, lr: float = 0.1, device: str = "cpu",
                    **variant) -> StageResult:
     """resnet18 from scratch as fastai builds it, cross-entropy over 2 classes, fit_one_cycle(1, 0.1);
-    `variant`: fastai_learner's stem_pool, label_smoothing or build."""
+    `variant`: fastai_learner's stem_pool, label_smoothing, ps, wd or build."""
     rec = Recorder()
     learn = fastai_learner(data, seed, [rec], device=device, **variant)
     # fastai's final lr is lr_max/div_final; our schedule (torch's OneCycleLR) ends at lr_max/div/div_final

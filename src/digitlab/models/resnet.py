@@ -146,7 +146,7 @@ class ResNet(nn.Module):
     """
 
     def __init__(self, layers=(2, 2, 2, 2), widths=(64, 128, 256, 512), n_classes: int = 10, stem: int = 32,
-                 zero_init_residual: bool = True, fastai: bool = False, stem_pool: bool = True):
+                 zero_init_residual: bool = True, fastai: bool = False, stem_pool: bool = True, head_ps: float = 0.5):
         super().__init__()
         if fastai:
             # 28 -> 7 (-> 14 without the stem's max-pool)
@@ -161,7 +161,7 @@ class ResNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)  # 14 -> 7 -> 4 -> 2 (fastai: 7 -> 4 -> 2 -> 1)
         if fastai:
             self.apply(torchvision_init)
-            self.head = fastai_head(c_in, n_classes)
+            self.head = fastai_head(c_in, n_classes, ps=head_ps)
         else:
             self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, n_classes))
             self.apply(init_weights)
@@ -178,13 +178,13 @@ def resnet18(n_classes: int = 10) -> ResNet:
     return ResNet((2, 2, 2, 2), (64, 128, 256, 512), n_classes)
 
 
-def resnet18_fastai(n_classes: int = 10, trim: bool = True, stem_pool: bool = True) -> ResNet:
+def resnet18_fastai(n_classes: int = 10, trim: bool = True, stem_pool: bool = True, ps: float = 0.5) -> ResNet:
     """fastai's cnn_learner(resnet18, pretrained=False) model: ImageNet stem, fastai head, torchvision's init
     (11.7M parameters); with `trim`, the kernels are cut to the taps that meet a 28x28 image (4.8M parameters),
     which computes the same function. `stem_pool=False` drops the stem's max-pool (stages at 14, 7, 4 and 2 pixels,
-    about 3.5x the arithmetic)."""
+    about 3.5x the arithmetic); `ps` is the head's dropout, as cnn_learner's `ps`."""
     model = ResNet((2, 2, 2, 2), (64, 128, 256, 512), n_classes, zero_init_residual=False, fastai=True,
-                   stem_pool=stem_pool)
+                   stem_pool=stem_pool, head_ps=ps)
     return trim_dead_taps(model, torch.zeros(2, 1, 28, 28)) if trim else model
 
 
