@@ -187,21 +187,27 @@ class FastTrainer:
             return t
         if slot is None:
             return t.pin_memory().to(self.device, non_blocking=True)
-        buf = self.staging.get(slot)
-        if buf is None or buf.shape != t.shape or buf.dtype != t.dtype:
-            buf = self.staging[slot] = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        buf = self.pinned(slot, t.shape, t.dtype)
         buf.copy_(t)  # safe: run() waits for the device before its first epoch, so no copy from buf is pending
         return buf.to(self.device, non_blocking=True)
 
+    def pinned(self, slot: tuple, shape, dtype: torch.dtype) -> torch.Tensor:
+        """The pinned host buffer kept for `slot`; made (again) when the shape or dtype asked for differs."""
+        buf = self.staging.get(slot)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = self.staging[slot] = torch.empty(shape, dtype=dtype, pin_memory=True)
+        return buf
+
     def reserve_staging(self, n_epochs: int) -> None:
-        """Pin the staging buffers of `n_epochs` epochs now (outside the timed run), by drawing epoch 0's data
-        once per missing epoch slot: a warm-up run of one epoch then readies the trainer for its full runs."""
+        """Pin the buffers that `n_epochs` epochs upload through (each epoch's order and augmentation parameters)
+        now, outside the timed run: a warm-up run of one epoch then readies the trainer for its full runs."""
         if not self.cuda:
             return
+        n = self.steps_per_epoch * self.cfg.bs
         for epoch in range(n_epochs):
-            if ("order", epoch) not in self.staging or (self.cfg.augment and ("theta", epoch) not in self.staging):
-                self.epoch_data(0, epoch)
-        self.sync()
+            self.pinned(("order", epoch), (n,), torch.int64)  # epoch_permutation's dtype
+            if self.cfg.augment:
+                self.pinned(("theta", epoch), (n, 2, 3), torch.float32)  # random_affine's shape and dtype
 
     # --- runs -----------------------------------------------------------------------------------------------
     def reset(self, seed: int) -> None:
