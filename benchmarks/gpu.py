@@ -359,12 +359,15 @@ def resnet3v7_section(b: Bench, stop: float) -> dict:
     from digitlab.data.tasks import to_classes
     from digitlab.recipes import predict_probs_tta
 
+    from .resnet import VARIANTS
+
     data = ChapterData.load()
     valid = to_classes(data.valid, (3, 7))
     seeds = [42] if b.dry else [42, 0, 1, 2, 3, 4, 5, 6]
     stage_resnet18(data, seed=0, device=b.device)  # warm-up: cuDNN's algorithm choices, allocations
     variants = {}
-    for name, variant in (("fastai", {}), ("label smoothing 0.1", {"label_smoothing": 0.1})):
+    for name in ("fastai", "label-smoothing"):
+        variant = VARIANTS[name]
         accs, tta, epochs = [], [], []
         for seed in seeds:
             if accs and time.monotonic() > stop - 5:

@@ -69,8 +69,7 @@ def fastai_learner(data: ChapterData, seed: int, cbs=(), bs: int | None = None, 
     model = build() if build else resnet18_fastai(n_classes=2, stem_pool=stem_pool, ps=ps)
     model = model.to(device, memory_format=torch.channels_last)  # oneDNN's (and cuDNN's) fast layout
     loss = partial(cross_entropy, label_smoothing=label_smoothing) if label_smoothing else cross_entropy
-    opt = fastai_adam if wd == 0.01 else partial(fastai_adam, wd=wd)
-    return BF16Learner(model, fastai_dls(data, seed, bs or BS, device), loss, opt_func=opt,
+    return BF16Learner(model, fastai_dls(data, seed, bs or BS, device), loss, opt_func=partial(fastai_adam, wd=wd),
                        metrics=[accuracy], cbs=list(cbs))
 
 
