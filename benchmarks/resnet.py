@@ -25,7 +25,7 @@ from digitlab.chapter import resnet_stage
 from digitlab.chapter.resnet_stage import stage_resnet18
 from digitlab.chapter.stages import ChapterData
 from digitlab.data.tasks import to_classes, to_input
-from digitlab.models.resnet import resnet18, resnet18_fastai
+from digitlab.models.resnet import resnet18, resnet18_fastai, zero_last_bn
 
 from .common import median, write_record
 
@@ -37,7 +37,18 @@ VARIANTS = {
     "digit-resnet18": {"build": lambda: resnet18(2)},  # our 28x28 ResNet-18: 3x3 stem, stages at 14-2 pixels
     "no-head-dropout": {"ps": 0.0},             # cnn_learner(..., ps=0)
     "wd-0.1": {"wd": 0.1},
+    # each residual branch's last BatchNorm starts at zero (Goyal et al. 2017; torchvision's zero_init_residual):
+    # the untrained net is a shallow one, which should matter most when training is a single epoch
+    "zero-init-residual": {"build": lambda: zero_init_residuals(resnet18_fastai(2))},
 }
+
+
+def zero_init_residuals(model):
+    for block in model.blocks:
+        zero_last_bn(block)
+    return model
+
+
 FASTAI_S = 36.0  # fastai 2.8 vision_learner + fit_one_cycle(1, 0.1) on this machine: training + validation
 BOOK_ACC = 0.9971
 

@@ -3,6 +3,9 @@ captured CUDA graph against plain eager steps."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -131,7 +134,9 @@ def test_cuda_training_loop_never_waits_for_the_gpu(digits):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     trainer = FastTrainer(FastConfig(epochs=1, bs=256), subset(digits, 12000), "cuda")
-    assert trainer.run(0, strict=True).accuracy > 0.8
+    # a floor that only a broken run misses (chance is 0.1): one epoch on 12000 images ends at 0.80-0.90, and
+    # was 0.7979 once on an H200
+    assert trainer.run(0, strict=True).accuracy > 0.6
 
 
 @needs_cuda
@@ -168,6 +173,40 @@ def test_cuda_compiled_step_equals_plain_step(digits, exact_cuda):
         states.append({k: v.double().cpu() for k, v in trainer.model.state_dict().items()})
     for name in states[0]:
         torch.testing.assert_close(states[1][name], states[0][name], rtol=1e-3, atol=1e-5)
+
+
+def child_processes() -> list[int]:
+    """Pids of this process's children (Linux: each /proc/PID/status names its parent)."""
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:  # the process ended while we looked
+                continue
+            if f"\nPPid:\t{os.getpid()}\n" in status:
+                kids.append(int(entry.name))
+    return kids
+
+
+def test_compiling_in_this_process_leaves_inductor_one_compile_thread():
+    """What the CUDA test below relies on, checked where there is no GPU: the setting exists in this PyTorch."""
+    import torch._inductor.config as inductor_config
+
+    from digitlab.train.fast import compile_in_this_process
+
+    compile_in_this_process()
+    assert inductor_config.compile_threads == 1
+
+
+@needs_cuda
+def test_cuda_compile_starts_no_worker_processes(digits):
+    """torch.compile's compile workers, starting in the background, slowed the first runs after the warm-up of
+    `digitlab speedrun` from 0.76 s to 2.1 s on an H200: a compiled trainer compiles in its own process."""
+    before = set(child_processes())
+    trainer = FastTrainer(FastConfig(epochs=1, bs=256, compile=True), subset(digits, 2560, 512), "cuda")
+    trainer.run(0)
+    assert set(child_processes()) - before == set()
 
 
 def test_a_fast_recipe_writes_a_run_folder_the_other_commands_take(tmp_path):

@@ -96,6 +96,7 @@ def test_losses_and_metrics_are_weighted_by_batch_size():
     learn.fit(1, lr=0.0)
     with torch.no_grad():
         x, y = learn.dls.valid.x, learn.dls.valid.y
+        assert learn.log["train_loss"] == pytest.approx(mnist_loss(learn.model(x), y).item(), rel=1e-5)  # lr 0
         assert learn.log["valid_loss"] == pytest.approx(mnist_loss(learn.model(x), y).item(), rel=1e-5)
         assert learn.log["batch_accuracy"] == pytest.approx(batch_accuracy(learn.model(x), y).item())
 

@@ -48,6 +48,26 @@ def test_unshuffled_batches_are_views_in_order():
     assert torch.equal(epoch_order(dl), y)
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"drop_last": True}, {"rank": 1, "world_size": 3},
+                                    {"tfm": lambda b: b.float() / 255}])
+def test_shuffled_batches_are_the_epochs_order_gathered_batch_by_batch(kwargs):
+    """Targets are gathered once per epoch and images once per batch: the batches must be exactly those of the
+    epoch's order, and a batch kept by the caller must not change when later batches or epochs are drawn."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randint(0, 256, (1001, 5), generator=g, dtype=torch.uint8), torch.randn(1001, 1, generator=g)
+    dl = DataLoader(x, y, 64, shuffle=True, seed=5, **kwargs)
+    tfm = kwargs.get("tfm", lambda b: b)
+    dl.set_epoch(2)
+    order = dl.indices()
+    batches = list(dl)
+    assert len(batches) == len(dl) == (15 if kwargs.get("drop_last") else len(order.split(64)))
+    for (xb, yb), bi in zip(batches, order.split(64)):
+        assert torch.equal(xb, tfm(x[bi])) and torch.equal(yb, y[bi])
+    kept = [(xb.clone(), yb.clone()) for xb, yb in batches]
+    list(dl), list(dl)
+    assert all(torch.equal(a, c) and torch.equal(b, d) for (a, b), (c, d) in zip(kept, batches))
+
+
 def test_drop_last():
     x, y = items(100)
     assert [len(yb) for _, yb in DataLoader(x, y, 30, drop_last=True)] == [30, 30, 30]

@@ -25,8 +25,11 @@ RECIPES: dict[str, dict[float, FastConfig]] = {
     # every one reaching the target: 99.0% in 0.279 s; 99.5% in 0.794 s (fastcnn 8 epochs scored with the test-time
     # shifts: 99.51-99.60%; 7 epochs stopped at 99.49% with them, and fastcnn_wide 6 epochs left a seed at 99.49%
     # on the H200); 99.7% in 3.94 s (fastcnn_deep 15 epochs; 10 and 12 epochs each left a seed at 99.67-99.68%).
+    # That 15-epoch recipe then left seed 0 at 99.68% in this command's own process (GPU kernels are not
+    # bit-reproducible across processes): 17 epochs buy the margin (H200, this command: 99.71-99.75%, 4.15 s a run
+    # once the compile workers were out of the way; see train/fast.py compile_in_this_process).
     "cuda": {0.99: F(epochs=3, augment=False, compile=True), 0.995: F(epochs=8, compile=True, tta=True),
-             0.997: F(model="fastcnn_deep", epochs=15, compile=True)},
+             0.997: F(model="fastcnn_deep", epochs=17, compile=True)},
 }
 TARGETS = tuple(RECIPES["cpu"])
 

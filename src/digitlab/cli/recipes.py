@@ -14,7 +14,8 @@ from .app import DataOpt, app, out
 
 @app.command()
 def recipe(
-    name: str = typer.Argument(..., help="default, best or best-3v7 (see docs/recipes.md)."),
+    name: str = typer.Argument(..., help="default, best, best-m5, best-strong, best-3v7, or the ensemble "
+                               "best-ensemble (see docs/recipes.md)."),
     seed: Optional[int] = typer.Option(None, help="Seed for weights, data order and augmentation."),
     epochs: Optional[int] = typer.Option(None, help="Override the recipe's epochs (e.g. a shorter trial)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
@@ -23,15 +24,27 @@ def recipe(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     data: Optional[Path] = DataOpt,
 ):
-    """Train a named recipe and write a run folder (`best` runs the fast path: meant for a GPU).
+    """Train a named recipe and write a run folder (the best-* recipes run the fast path: meant for a GPU). An
+    ensemble recipe trains each of its models into a folder of its own (seeds from --seed on) and scores them
+    together.
 
     Example: [bold]digitlab recipe default --seed 1[/]
     """
-    from ..recipes import get_recipe, train_recipe
+    from ..recipes import ENSEMBLES, get_recipe, train_ensemble, train_recipe
 
+    printer = None if as_json else lambda *a, **k: out.print(*a, **k, highlight=False)
+    if name in ENSEMBLES:
+        folder, s = train_ensemble(ENSEMBLES[name], runs, run_name, printer, seed=seed or 0, epochs=epochs,
+                                   device=device, data=str(data) if data else None)
+        if as_json:
+            print(json.dumps({"folder": str(folder), **s}, indent=2))
+        else:
+            out.print(f"ensemble {name}: accuracy {s['accuracy']:.4f} ({s['errors']} errors in {s['n']}) from "
+                      f"{s['n_models']} models, {s['train_seconds']:.1f}s of training; folder {folder}",
+                      highlight=False)
+        return 0
     run, s = train_recipe(get_recipe(name), runs, run_name, seed=seed, epochs=epochs, device=device,
-                          data=str(data) if data else None,
-                          printer=None if as_json else lambda *a, **k: out.print(*a, **k, highlight=False))
+                          data=str(data) if data else None, printer=printer)
     if as_json:
         print(json.dumps({"run": str(run), "recipe": name, **s}, indent=2))
     else:

@@ -20,6 +20,7 @@ captured graph is reused across seeds and the first timed step is a warm one.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,20 @@ from .metrics import exact_accuracy
 from .optim import TensorSGD
 from .schedule import one_cycle
 
+
 AUG_CHUNK = 10_000  # images per grid_sample call: bounds the memory of the sampling grid (N x 28 x 28 x 2 floats)
+
+
+def compile_in_this_process() -> None:
+    """Have torch.compile build its kernels in this process, without its pool of compile workers (one per core).
+    The pool starts in the background at the first compile; when the compile cache makes compiling quick, it is
+    still starting while the timed runs begin and takes the CPU the host needs to queue the GPU's work. Measured on
+    an H200 (benchmarks/gpu_first_runs.py, fastcnn 8 epochs, a fresh process): the first runs after the warm-up
+    took 2.13, 2.05 and 1.50 s, then 0.76 s; with one compile thread 0.76-0.83 s from the first. Compiling from a
+    cold cache takes longer this way, but that is warm-up, outside the clock."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.compile_threads = 1
 
 
 @dataclass
@@ -105,6 +119,7 @@ class FastTrainer:
         self.staging: dict[tuple, torch.Tensor] = {}  # pinned host buffers for upload(), one per slot
         self.forward_loss, self.update = self.plain_forward_loss, self.opt.step
         if cfg.compile and self.cuda:  # compiled on the first step (the warm-up); evaluation keeps the plain model
+            compile_in_this_process()
             self.forward_loss, self.update = torch.compile(self.forward_loss), torch.compile(self.update)
 
     # --- the step -------------------------------------------------------------------------------------------
@@ -317,13 +332,20 @@ def record_fast_run(trainer: FastTrainer, result: FastResult, run: Path) -> dict
 
 
 def fast_fit(cfg: FastConfig, seeds=(0,), data: TaskData | None = None, device: str = "auto",
-             warmup: bool | None = None, track: bool = False) -> tuple[FastTrainer, list[FastResult]]:
+             warmup: bool | None = None, track: bool = False,
+             after_run: Callable[[FastTrainer, FastResult], None] | None = None) -> tuple[FastTrainer, list[FastResult]]:
     """Train once per seed with one trainer. With `warmup` (default: on CUDA), an untimed one-epoch run first
-    settles allocations, cuDNN's kernel choices and the CUDA graph ("time after a warm-up run")."""
+    settles allocations, cuDNN's kernel choices and the CUDA graph ("time after a warm-up run"). `after_run` sees
+    the trainer after each seed's run, while it still holds that run's weights (the next run overwrites them)."""
     from ..data.tasks import load_task
     from .trainer import resolve_device
 
     trainer = FastTrainer(cfg, data or load_task("digits"), resolve_device(device))
     if trainer.cuda if warmup is None else warmup:
         trainer.run(seeds[0], epochs=1)
-    return trainer, [trainer.run(seed, track) for seed in seeds]
+    results = []
+    for seed in seeds:
+        results.append(trainer.run(seed, track))
+        if after_run is not None:
+            after_run(trainer, results[-1])
+    return trainer, results

@@ -155,15 +155,15 @@ class Learner:
             self.log["valid_loss"] = results[0]
             self.log.update({metric_name(m): v for m, v in zip(self.metrics, results[1:])})
 
-    @torch.no_grad()
     def accumulate(self) -> None:
         """Add this batch's loss (and, when validating, metrics) times its size to the pass's sums, on the device."""
         bs = len(self.yb)
-        if self.training:
-            self.sums[0] += self.loss.detach() * bs
+        if self.training:  # a detached loss: nothing here is recorded by autograd, so no no_grad context (~2 us)
+            self.sums[:1].add_(self.loss.detach() * bs)  # in place: `sums[0] +=` also writes the element back
         else:
-            values = [self.loss.detach()] + [m(self.preds, self.yb) for m in self.metrics]
-            self.sums += torch.stack([v.float().reshape(()) for v in values]) * bs
+            with torch.no_grad():
+                values = [self.loss.detach()] + [m(self.preds, self.yb) for m in self.metrics]
+                self.sums += torch.stack([v.float().reshape(()) for v in values]) * bs
         self.count += bs
 
     def one_epoch(self) -> None:
