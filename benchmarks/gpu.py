@@ -16,7 +16,10 @@ the JSON is rewritten after each, so a run cut short still leaves its numbers:
    with label smoothing, each also with TTA;
 8. best: the most accurate 99.7% candidate over 5 seeds: single-model accuracy, with TTA, and the ensemble; with
    --extra also other architectures and the ensemble of all. `--probs FILE` keeps every member's test
-   probabilities (torch.save), so that ensembles can be studied without a GPU.
+   probabilities (torch.save), so that ensembles can be studied without a GPU;
+9. ensemble_cli (with --ensemble-cli, instead of `best`): the user's command for the ensemble,
+   `digitlab recipe best-ensemble --device cuda`, in a fresh process: its 15 models (5 of them the best recipe),
+   each alone and together.
 The default run takes under 5 minutes (about 250 s on an H100); `--extra --budget 565` about 8.5 minutes (the
 longest a device call allows, with the start).
 
@@ -355,6 +358,35 @@ def speedrun_cli_section(b: Bench, stop: float) -> dict:
     return out
 
 
+def ensemble_cli_section(b: Bench, stop: float) -> dict:
+    """`digitlab recipe best-ensemble --device cuda` in a fresh process, as a user runs it (a dry run: one epoch and
+    one seed of each member). Its lines (each model's accuracy and the ensemble's so far) go to this script's output
+    as they come, so a run cut short still shows how far it got; the summary is read from its ensemble.json."""
+    import tempfile
+    import threading
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    with tempfile.TemporaryDirectory() as runs:
+        cmd = [sys.executable, "-m", "digitlab", "recipe", "best-ensemble", "--device", b.device, "--runs", runs]
+        cmd += ["--epochs", "1", "--seeds", "1"] if b.dry else []
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        watchdog = threading.Timer(max(stop - time.monotonic(), 1), proc.kill)
+        watchdog.start()
+        lines = []
+        for line in proc.stdout:
+            print("  best-ensemble:", line.rstrip(), flush=True)
+            lines.append(line.rstrip())
+        proc.wait()
+        watchdog.cancel()
+        found = sorted(Path(runs).glob("*/ensemble.json"))
+        if proc.returncode != 0 or not found:
+            return {"error": f"exit {proc.returncode} (killed at the section's end if negative)", "lines": lines[-20:]}
+        res = json.loads(found[0].read_text())
+    members = [{k: m[k] for k in ("recipe", "seed", "accuracy", "train_seconds")} for m in res["members"]]
+    return {"accuracy": res["accuracy"], "errors": res["errors"], "n_models": res["n_models"],
+            "train_seconds": res["train_seconds"], "members": members}
+
+
 def extra_members(epochs: int, use_compile: bool) -> list[FastConfig]:
     """Ensemble members unlike fastcnn_deep's five seeds: the recipes best-m5 and best-strong (at full length; a dry
     run shortens them in proportion). On the H100, five fastcnn_wide and five fastcnn models of 30 epochs (99.66% /
@@ -465,6 +497,10 @@ def summary(record: dict) -> str:
         if isinstance(res, dict) and "all_reached" in res:
             lines.append(f"digitlab speedrun --target {target}: mean {res['mean_seconds']:.3f}s, every seed reached: "
                          f"{res['all_reached']}, accuracies {[round(r['accuracy'], 4) for r in res['runs']]}")
+    ens = s.get("ensemble_cli", {})
+    if "accuracy" in ens:
+        lines.append(f"digitlab recipe best-ensemble: {ens['accuracy']:.4f} ({ens['errors']} errors) from "
+                     f"{ens['n_models']} models, {ens['train_seconds']:.0f}s of training")
     rn = s.get("resnet3v7", {})
     for name, v in rn.get("variants", {}).items():
         lines.append(f"resnet18 3v7 {name}: accuracies {v['accuracies']}, mean {v['mean_accuracy']:.4f}, with TTA "
@@ -481,6 +517,8 @@ def main(argv=None) -> None:
                     "script checks and times every GPU figure in under 5 minutes)")
     ap.add_argument("--extra", action="store_true", help="also the speedrun command in fresh processes and the "
                     "mixed ensemble (about 4.5 minutes more; run with --budget 565)")
+    ap.add_argument("--ensemble-cli", action="store_true", help="run `digitlab recipe best-ensemble` in a fresh "
+                    "process instead of the best section (about 4 minutes on an H200)")
     ap.add_argument("--resnet", action="store_true", help="also the ResNet-18 3v7 stage over 8 seeds (75 s)")
     ap.add_argument("--probs", type=Path, default=None, help="keep every ensemble member's test probabilities "
                     "in this file (torch.save)")
@@ -510,7 +548,10 @@ def main(argv=None) -> None:
         b.section("speedrun_cli", lambda stop: speedrun_cli_section(b, stop), 150)
     if args.resnet:
         b.section("resnet3v7", lambda stop: resnet3v7_section(b, stop), 75)
-    b.section("best", lambda stop: best_section(b, stop), b.left())
+    if args.ensemble_cli:
+        b.section("ensemble_cli", lambda stop: ensemble_cli_section(b, stop), b.left())
+    else:
+        b.section("best", lambda stop: best_section(b, stop), b.left())
     text = summary(b.record)
     b.record["summary"] = text.splitlines()
     b.save()

@@ -103,7 +103,9 @@ def test_ensemble_and_lr_find_commands(saved_models, tmp_path):
     res = json.loads(proc.stdout)
     assert png.stat().st_size > 10_000 and len(res["lrs"]) <= 30 and 1e-6 <= res["suggestion"] <= 10
     bad = digitlab("recipe", "nope", tmp_path=tmp_path, check=False)
-    assert bad.returncode == 2 and "unknown recipe" in bad.stderr
+    assert bad.returncode == 2 and "unknown recipe" in bad.stderr and "best-ensemble" in bad.stderr
+    bad = digitlab("recipe", "best", "--seeds", "3", tmp_path=tmp_path, check=False)  # one model: --seed, not --seeds
+    assert bad.returncode == 2 and "--seeds is for ensemble recipes" in bad.stderr
 
 
 def test_an_ensemble_recipe_trains_each_model_into_its_folder_and_scores_them_together(tmp_path):
@@ -127,14 +129,17 @@ def test_an_ensemble_recipe_trains_each_model_into_its_folder_and_scores_them_to
     assert rescored["accuracy"] == s["accuracy"] > 0.95 and s["n"] == 2038
 
 
-def test_an_ensemble_of_recipes_of_different_tasks_is_refused():
-    from digitlab.recipes import ENSEMBLES, EnsembleRecipe, Recipe
+def test_an_ensemble_of_recipes_of_different_tasks_is_refused(tmp_path):
+    from digitlab.recipes import ENSEMBLES, EnsembleRecipe, train_ensemble
 
     assert [m.name for m in ENSEMBLES["best-ensemble"].members] == ["best", "best-m5", "best-strong"]
     with pytest.raises(ConfigError, match="one task"):
         EnsembleRecipe("mixed", "", (get_recipe("best"), get_recipe("best-3v7")))
     with pytest.raises(ConfigError, match="fast recipes"):
         EnsembleRecipe("learner", "", (get_recipe("default"),))
+    with pytest.raises(ConfigError, match="at least one model of each member"):
+        train_ensemble(ENSEMBLES["best-ensemble"], tmp_path, n_seeds=0)
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
 
 
 def test_the_recorded_h200_ensemble_rescores_to_the_documented_accuracy():

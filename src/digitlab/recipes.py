@@ -104,14 +104,18 @@ def train_recipe(recipe: Recipe, runs_root="runs", run_name: str | None = None, 
 
 
 def train_ensemble(ens: EnsembleRecipe, runs_root="runs", run_name: str | None = None, printer=None, seed: int = 0,
-                   epochs: int | None = None, device: str | None = None, data=None) -> tuple[Path, dict]:
+                   epochs: int | None = None, device: str | None = None, data=None,
+                   n_seeds: int | None = None) -> tuple[Path, dict]:
     """Train every model of an ensemble recipe, each into its own run folder inside one ensemble folder (one
     trainer per member recipe, reused across its seeds), and score the ensemble from each model's test
-    probabilities right after its run; write ensemble.json. (folder, summary). `epochs` shortens every member."""
+    probabilities right after its run; write ensemble.json. (folder, summary). `epochs` shortens every member,
+    `n_seeds` sets how many models of each member (seeds `seed`, `seed` + 1, ...)."""
     from .data.tasks import load_task
     from .runs import new_run_dir, write_json
     from .train.fast import FastConfig, fast_fit, record_fast_run
 
+    if n_seeds is not None and n_seeds < 1:
+        raise ConfigError(f"an ensemble needs at least one model of each member; got {n_seeds} seeds.")
     folder = new_run_dir(runs_root, run_name, f"ensemble-{ens.name}")
     task_data = load_task(ens.members[0].task, data)
     members, total = [], None
@@ -130,7 +134,7 @@ def train_ensemble(ens: EnsembleRecipe, runs_root="runs", run_name: str | None =
                         f"ensemble of {len(members)}: {exact_accuracy(total.argmax(1), task_data.valid.labels):.4f}")
 
         cfg = FastConfig(**{**recipe.fast, **({"epochs": epochs} if epochs else {})})
-        fast_fit(cfg, tuple(range(seed, seed + ens.n_seeds)), task_data, device or "auto", after_run=keep)
+        fast_fit(cfg, tuple(range(seed, seed + (n_seeds or ens.n_seeds))), task_data, device or "auto", after_run=keep)
     labels = task_data.valid.labels
     preds = total.argmax(1)
     summary = {"ensemble": ens.name, "task": ens.members[0].task, "n_models": len(members),

@@ -22,6 +22,7 @@ def recipe(
     runs: Path = typer.Option(Path("runs"), "--runs", help="Folder that holds run folders."),
     run_name: Optional[str] = typer.Option(None, "--name", help="Run folder name (default: date-time-recipe)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    seeds: Optional[int] = typer.Option(None, help="For an ensemble recipe: models of each member (default 5)."),
     data: Optional[Path] = DataOpt,
 ):
     """Train a named recipe and write a run folder (the best-* recipes run the fast path: meant for a GPU). An
@@ -30,12 +31,13 @@ def recipe(
 
     Example: [bold]digitlab recipe default --seed 1[/]
     """
+    from ..errors import ConfigError
     from ..recipes import ENSEMBLES, get_recipe, train_ensemble, train_recipe
 
     printer = None if as_json else lambda *a, **k: out.print(*a, **k, highlight=False)
     if name in ENSEMBLES:
         folder, s = train_ensemble(ENSEMBLES[name], runs, run_name, printer, seed=seed or 0, epochs=epochs,
-                                   device=device, data=str(data) if data else None)
+                                   device=device, data=str(data) if data else None, n_seeds=seeds)
         if as_json:
             print(json.dumps({"folder": str(folder), **s}, indent=2))
         else:
@@ -43,6 +45,9 @@ def recipe(
                       f"{s['n_models']} models, {s['train_seconds']:.1f}s of training; folder {folder}",
                       highlight=False)
         return 0
+    if seeds is not None:
+        raise ConfigError(f"--seeds is for ensemble recipes ({', '.join(ENSEMBLES)}); {name!r} trains one model "
+                          "(choose it with --seed).")
     run, s = train_recipe(get_recipe(name), runs, run_name, seed=seed, epochs=epochs, device=device,
                           data=str(data) if data else None, printer=printer)
     if as_json:
