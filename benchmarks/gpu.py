@@ -52,6 +52,12 @@ TARGETS = (0.99, 0.995, 0.997)
 N_SEEDS = 5
 
 
+def child_env() -> dict:
+    """The environment for this repo's pytest and `python -m digitlab` in child processes: the checkout's source
+    first (a GPU machine has the checkout, not an installed package)."""
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+
 def candidates(target: float) -> list[FastConfig]:
     """Recipes that may reach `target`; the script tries them cheapest first (by a measured warm epoch)."""
     f = FastConfig
@@ -166,9 +172,9 @@ def device_info(device: str) -> dict:
 # --- sections ----------------------------------------------------------------------------------------------------
 def tests_section(b: Bench, stop: float) -> dict:
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_fast.py", "tests/test_augment.py"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=max(stop - time.monotonic(), 5))
+        proc = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True,
+                              timeout=max(stop - time.monotonic(), 5))
     except subprocess.TimeoutExpired:
         return {"error": "pytest ran out of its time budget"}
     tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
@@ -333,7 +339,6 @@ def speedrun_cli_section(b: Bench, stop: float) -> dict:
     is where a slow start (pinned memory, since fixed) and a seed short of 99.7% showed up that the in-process
     search above had not seen."""
     out = {}
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     for target in TARGETS[:1] if b.dry else TARGETS:  # a dry run checks the plumbing: one target, one seed
         left = stop - time.monotonic()
         if left < 30:
@@ -342,7 +347,7 @@ def speedrun_cli_section(b: Bench, stop: float) -> dict:
         cmd = [sys.executable, "-m", "digitlab", "speedrun", "--target", str(target), "--seeds",
                str(1 if b.dry else N_SEEDS), "--device", b.device, "--json"]
         try:
-            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=left)
+            proc = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=left)
         except subprocess.TimeoutExpired:
             out[str(target)] = {"error": "ran out of the section's time"}
             continue
@@ -365,11 +370,11 @@ def ensemble_cli_section(b: Bench, stop: float) -> dict:
     import tempfile
     import threading
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     with tempfile.TemporaryDirectory() as runs:
         cmd = [sys.executable, "-m", "digitlab", "recipe", "best-ensemble", "--device", b.device, "--runs", runs]
         cmd += ["--epochs", "1", "--seeds", "1"] if b.dry else []
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
         watchdog = threading.Timer(max(stop - time.monotonic(), 1), proc.kill)
         watchdog.start()
         lines = []

@@ -333,7 +333,8 @@ def record_fast_run(trainer: FastTrainer, result: FastResult, run: Path) -> dict
 
 def fast_fit(cfg: FastConfig, seeds=(0,), data: TaskData | None = None, device: str = "auto",
              warmup: bool | None = None, track: bool = False,
-             after_run: Callable[[FastTrainer, FastResult], None] | None = None) -> tuple[FastTrainer, list[FastResult]]:
+             after_run: Callable[[FastTrainer, FastResult], None] | None = None,
+             ) -> tuple[FastTrainer, list[FastResult]]:
     """Train once per seed with one trainer. With `warmup` (default: on CUDA), an untimed one-epoch run first
     settles allocations, cuDNN's kernel choices and the CUDA graph ("time after a warm-up run"). `after_run` sees
     the trainer after each seed's run, while it still holds that run's weights (the next run overwrites them)."""
