@@ -13,6 +13,25 @@ def test_mnist_loss_is_distance_of_sigmoid_from_target():
     assert torch.allclose(mnist_loss(preds, targets), expected)
 
 
+def book_mnist_loss(preds, targets):
+    preds = preds.sigmoid()
+    return torch.where(targets == 1, 1 - preds, preds).mean()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int64, torch.bool])
+def test_mnist_loss_equals_the_books_form_bit_for_bit(dtype):
+    """Ours is |target - sigmoid|; the book's is torch.where(target == 1, 1 - sigmoid, sigmoid). Equal values and
+    equal gradients, exactly, also where the sigmoid saturates to 0 or 1 (logits of +-100)."""
+    torch.manual_seed(0)
+    logits = torch.cat([torch.randn(254, 1) * 4, torch.tensor([[100.0], [-100.0]])])
+    targets = (torch.rand(256, 1) > 0.5).to(dtype)
+    a, b = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    ours, book = mnist_loss(a, targets), book_mnist_loss(b, targets)
+    ours.backward(), book.backward()
+    assert torch.equal(ours, book)
+    assert torch.equal(a.grad, b.grad)
+
+
 @pytest.mark.parametrize("scale", [1.0, 100.0, 1e4])
 def test_log_softmax_and_cross_entropy_match_pytorch_even_for_huge_logits(scale):
     torch.manual_seed(0)
