@@ -32,7 +32,7 @@ def steps(quick: bool) -> list[tuple[str, list[str]]]:
     py = [sys.executable, "-m"]
     return [
         ("reproduce", py + ["benchmarks.reproduce_time", "--repeats", "1" if quick else "3"]),
-        ("chapter", py + ["benchmarks.chapter", "--repeats", "1" if quick else "3"]),
+        ("chapter", py + ["benchmarks.chapter", "--repeats", "1" if quick else "5"]),  # 5: the close calls need them
         ("resnet", py + ["benchmarks.resnet"] + (["--seeds", "42", "--no-plain"] if quick else [])),
         ("tendigits", py + ["benchmarks.tendigits", "--seeds", "1"] + (["--no-reference"] if quick else [])),
         ("speedrun_995", py + ["digitlab", "speedrun", "--target", "0.995", "--seeds", "1", "--device", "cpu",
