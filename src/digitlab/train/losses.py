@@ -6,7 +6,8 @@ import torch
 
 
 def mnist_loss(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The book's loss for one output: how far sigmoid(preds) is from the target (1 for a 3, 0 for a 7).
+    """The book's loss for one output: how far sigmoid(preds) is from the target (1 for a 3, 0 for a 7; targets
+    are 0 or 1, as float, int or bool).
 
     The book writes `torch.where(targets == 1, 1 - preds, preds).mean()`. For targets of 0 and 1 that is
     `|targets - preds|`: 1 - p where the target is 1, |0 - p| = p where it is 0, the same numbers bit for bit and
