@@ -16,7 +16,8 @@ from torch import nn
 from torch.utils.data import DataLoader as TorchDataLoader
 from torch.utils.data import TensorDataset
 
-from digitlab.chapter.stages import STAGES, ChapterData
+from digitlab.chapter.reproduce import STAGES
+from digitlab.chapter.stages import ChapterData
 
 from .common import median, timed, write_record
 

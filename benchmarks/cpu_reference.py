@@ -3,17 +3,18 @@ benchmarks/gpu.py compares its GPU runs against (same recipe, same seeds). Write
 
 from __future__ import annotations
 
-from digitlab.train.fast import FastConfig, fast_fit
+from digitlab.config import TrainConfig
+from digitlab.train.fast import fast_fit
 
 from .common import write_record
 
 # small enough to run here in a few minutes, long enough that accuracy is stable to a few hundredths of a point
-REFERENCE = FastConfig(model="fastcnn", epochs=2, augment=False)
+REFERENCE = TrainConfig(engine="fast", model="fastcnn", epochs=2, augment=False)
 SEEDS = (0, 1, 2)
 
 
 def main() -> None:
-    cfg = FastConfig(**{**REFERENCE.to_dict(), "precision": "fp32"})
+    cfg = REFERENCE.replace(precision="fp32")
     _, runs = fast_fit(cfg, SEEDS, device="cpu", warmup=False)
     record = {"config": cfg.to_dict(), "runs": [{"seed": r.seed, "accuracy": r.accuracy, "seconds": r.seconds}
                                                 for r in runs]}

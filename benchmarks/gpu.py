@@ -42,7 +42,8 @@ import torch
 
 from digitlab.data.mnist import Split
 from digitlab.data.tasks import TaskData, load_task
-from digitlab.train.fast import FastConfig, FastTrainer
+from digitlab.config import TrainConfig
+from digitlab.train.fast import FastTrainer
 from digitlab.train.metrics import exact_accuracy
 
 from .common import RESULTS, environment
@@ -58,9 +59,14 @@ def child_env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
 
-def candidates(target: float) -> list[FastConfig]:
+def fast(**fields) -> TrainConfig:
+    """A config for the fast engine."""
+    return TrainConfig(engine="fast", **fields)
+
+
+def candidates(target: float) -> list[TrainConfig]:
     """Recipes that may reach `target`; the script tries them cheapest first (by a measured warm epoch)."""
-    f = FastConfig
+    f = fast
     if target == 0.99:
         plain = [f(epochs=2, augment=False), f(epochs=3, augment=False), f(epochs=3, augment=False, bs=512, lr=0.4),
                  f(model="fastcnn_wide", epochs=2, augment=False)]
@@ -80,7 +86,7 @@ def candidates(target: float) -> list[FastConfig]:
     return plain + compiled
 
 
-def label(cfg: FastConfig) -> str:
+def label(cfg: TrainConfig) -> str:
     aug = (cfg.aug_shift, cfg.aug_degrees, cfg.aug_scale)
     return (f"{cfg.model} e{cfg.epochs} bs{cfg.bs} lr{cfg.lr}{'' if cfg.augment else ' no-aug'} {cfg.precision}"
             f"{' compiled' if cfg.compile else ''}{'' if cfg.fused_loss else ' our-loss'}{' tta' if cfg.tta else ''}"
@@ -129,7 +135,7 @@ class Bench:
         self.save()
 
     # --- trainers shared by the sections: one per (model, batch, precision, graph), warmed up once ---
-    def trainer(self, cfg: FastConfig) -> FastTrainer:
+    def trainer(self, cfg: TrainConfig) -> FastTrainer:
         key = self.key(cfg)
         if key not in self.trainers:
             start = time.perf_counter()
@@ -143,11 +149,11 @@ class Bench:
         return tr
 
     @staticmethod
-    def key(cfg: FastConfig) -> tuple:
+    def key(cfg: TrainConfig) -> tuple:
         """What the captured step depends on: one trainer (and graph) per key."""
         return (cfg.model, cfg.bs, cfg.precision, cfg.graphs, cfg.wd, cfg.label_smoothing, cfg.compile, cfg.fused_loss)
 
-    def estimate(self, cfg: FastConfig) -> float:
+    def estimate(self, cfg: TrainConfig) -> float:
         """Seconds for one run of `cfg` (a warm epoch times its epochs); infinite when its trainer fails to
         build (say, torch.compile is broken here), which the error list records."""
         key = self.key(cfg)
@@ -184,7 +190,7 @@ def tests_section(b: Bench, stop: float) -> dict:
 
 def cpu_match_section(b: Bench, stop: float) -> dict:
     ref = json.loads((RESULTS / "cpu-reference.json").read_text())
-    cfg = FastConfig(**{**ref["config"], "precision": "bf16", "graphs": None})
+    cfg = TrainConfig.from_dict({**ref["config"], "engine": "fast", "precision": "bf16", "graphs": None})
     tr = b.trainer(cfg)
     seeds = [r["seed"] for r in ref["runs"]]
     gpu = [tr.run(s).accuracy for s in seeds]
@@ -196,7 +202,7 @@ def cpu_match_section(b: Bench, stop: float) -> dict:
 
 def learner_section(b: Bench, stop: float) -> dict:
     from digitlab.config import TrainConfig
-    from digitlab.train.trainer import fit
+    from digitlab.train.fit import fit
 
     epochs = 1 if b.dry else 2
     res = fit(TrainConfig(epochs=epochs, device=b.device), data=b.data)
@@ -206,7 +212,7 @@ def learner_section(b: Bench, stop: float) -> dict:
 
 def step_speed_section(b: Bench, stop: float) -> dict:
     """A warm epoch (with its evaluation) per variant; the warm-up time says what compiling costs."""
-    f = FastConfig
+    f = fast
     cuda = b.device.startswith("cuda")
     variants = [f(graphs=False), f(precision="fp32"), f(), f(fused_loss=False)]
     if cuda:
@@ -217,7 +223,7 @@ def step_speed_section(b: Bench, stop: float) -> dict:
     for cfg in variants:
         if time.monotonic() > stop:
             break
-        cfg = FastConfig(**{**cfg.to_dict(), "epochs": 1})
+        cfg = cfg.replace(epochs=1)
         if b.estimate(cfg) == float("inf"):
             continue
         tr = b.trainer(cfg)
@@ -233,7 +239,7 @@ def profile_section(b: Bench, stop: float) -> dict:
     graph the same kernels run back to back, without the launch gaps)."""
     from torch.profiler import ProfilerActivity, profile
 
-    tr = FastTrainer(FastConfig(graphs=False), b.data, b.device)
+    tr = FastTrainer(fast(graphs=False), b.data, b.device)
     tr.run(0, epochs=1)
     x, y = tr.epoch_data(0, 0)
     bs, n = tr.cfg.bs, 20
@@ -301,7 +307,7 @@ def best_section(b: Bench, stop: float) -> dict:
     use_compile = any(r["variant"].endswith("compiled") for r in compiled)
     epochs = 1 if b.dry else 30
     labels = b.data.valid.labels
-    cfg = FastConfig(model="fastcnn_deep", epochs=epochs, compile=use_compile)
+    cfg = fast(model="fastcnn_deep", epochs=epochs, compile=use_compile)
     singles, probs, probs_tta = train_members(b, cfg, stop)
     out = {"recipe": label(cfg), "config": cfg.to_dict(), "singles": singles,
            "mean_single": statistics.mean(s["accuracy"] for s in singles),
@@ -392,7 +398,7 @@ def ensemble_cli_section(b: Bench, stop: float) -> dict:
             "train_seconds": res["train_seconds"], "members": members}
 
 
-def extra_members(epochs: int, use_compile: bool) -> list[FastConfig]:
+def extra_members(epochs: int, use_compile: bool) -> list[TrainConfig]:
     """Ensemble members unlike fastcnn_deep's five seeds: the recipes best-m5 and best-strong (at full length; a dry
     run shortens them in proportion). On the H100, five fastcnn_wide and five fastcnn models of 30 epochs (99.66% /
     99.63% alone) had brought the ensemble from 99.78% to 99.75-99.77%: too alike and too weak. An et al. 2020's M5,
@@ -401,9 +407,9 @@ def extra_members(epochs: int, use_compile: bool) -> list[FastConfig]:
     from digitlab.recipes import RECIPES
 
     scale = epochs / 30
-    return [FastConfig(**{**RECIPES[name].fast, "compile": use_compile,
-                          "epochs": max(1, round(RECIPES[name].fast["epochs"] * scale))})
-            for name in ("best-m5", "best-strong")]
+    members = [RECIPES[name].train_config() for name in ("best-m5", "best-strong")]
+    return [TrainConfig(**{**m.to_dict(), "compile": use_compile, "epochs": max(1, round(m.epochs * scale))})
+            for m in members]
 
 
 def resnet3v7_section(b: Bench, stop: float) -> dict:
@@ -413,7 +419,7 @@ def resnet3v7_section(b: Bench, stop: float) -> dict:
     from digitlab.chapter.resnet_stage import stage_resnet18
     from digitlab.chapter.stages import ChapterData
     from digitlab.data.tasks import to_classes
-    from digitlab.recipes import predict_probs_tta
+    from digitlab.inference import class_probs
 
     from .resnet import VARIANTS
 
@@ -430,7 +436,7 @@ def resnet3v7_section(b: Bench, stop: float) -> dict:
                 break
             res = stage_resnet18(data, seed=seed, device=b.device, **variant)
             accs.append(res.accuracy)
-            tta.append(acc(predict_probs_tta(res.extras["model"], valid.images, tta=True), valid.labels))
+            tta.append(acc(class_probs(res.extras["model"], valid.images, tta=True), valid.labels))
             epochs.append(res.extras["ce_recorder"].logs[-1]["time"])
         variants[name] = {"seeds": seeds[:len(accs)], "accuracies": accs, "mean_accuracy": statistics.mean(accs),
                           "tta_accuracies": tta, "mean_tta_accuracy": statistics.mean(tta),
@@ -439,7 +445,7 @@ def resnet3v7_section(b: Bench, stop: float) -> dict:
     return {"variants": variants, "book_accuracy": 0.9971}
 
 
-def train_members(b: Bench, cfg: FastConfig, stop: float) -> tuple[list[dict], list, list]:
+def train_members(b: Bench, cfg: TrainConfig, stop: float) -> tuple[list[dict], list, list]:
     """Up to N_SEEDS models of `cfg` while time is left: each one's accuracy alone and with TTA, and its test
     probabilities without and with TTA (for the ensembles)."""
     tr = b.trainer(cfg)
@@ -538,7 +544,7 @@ def main(argv=None) -> None:
         data = TaskData(Split(data.train.images[:3000], data.train.labels[:3000]),
                         Split(data.valid.images[:1000], data.valid.labels[:1000]), data.classes)
         full = candidates
-        candidates = lambda target: [FastConfig(**{**c.to_dict(), "epochs": 1}) for c in full(target)[:2]]  # noqa: E731
+        candidates = lambda target: [c.replace(epochs=1) for c in full(target)[:2]]  # noqa: E731
     name = device_info(device)["name"].lower().replace(" ", "-")
     out = args.out or RESULTS / f"gpu-{name}.json"
     b = Bench(device, data, args.budget, out, args.dry_run, args.extra, args.probs)

@@ -16,7 +16,8 @@ import time
 import torch
 
 from digitlab.data.tasks import load_task
-from digitlab.train.fast import FastConfig, FastTrainer
+from digitlab.config import TrainConfig
+from digitlab.train.fast import FastTrainer
 
 STATS = ("num_device_alloc", "num_device_free", "num_alloc_retries", "num_sync_all_streams")
 
@@ -44,7 +45,7 @@ def main(argv=None) -> None:
     ap.add_argument("--runs", type=int, default=6)
     ap.add_argument("--device", default="cuda", help="cpu: check the script itself")
     args = ap.parse_args(argv)
-    cfg = FastConfig(model=args.model, epochs=args.epochs, compile=args.compile, tta=args.tta, augment=not args.no_aug)
+    cfg = TrainConfig(engine="fast", model=args.model, epochs=args.epochs, compile=args.compile, tta=args.tta, augment=not args.no_aug)
     start = time.perf_counter()
     tr = FastTrainer(cfg, load_task("digits"), args.device)
     cuda = tr.cuda

@@ -22,7 +22,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageFilter
+
+from digitlab.data.mnist import load_split
+from digitlab.predict import Classifier
 
 from .common import write_record
 
@@ -53,8 +57,6 @@ def render(img: np.ndarray, rng: np.random.Generator, style: str) -> Image.Image
 
 def write_images(folder: Path, n: int, seed: int = 0) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """n rendered test digits as files (every sixth a JPEG), their labels, and the original 28x28 images."""
-    from digitlab.data.mnist import load_split
-
     split = load_split("valid")
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(split), n, replace=False)
@@ -79,10 +81,6 @@ def main(argv=None) -> dict:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--keep", type=Path, help="also keep the rendered images in this folder")
     args = ap.parse_args(argv)
-
-    import torch
-
-    from digitlab.predict import Classifier
 
     clf = Classifier.load(args.run)
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+from digitlab.data import load_mnist
 
 from .common import write_record
 
@@ -36,10 +39,6 @@ MNIST_TEST = 256  # distinct test digits cycled through as request bodies
 def payloads(kind: str) -> tuple[list[tuple[str, bytes]], list[int]]:
     """(content type, body) per MNIST test digit, and its label. json: 0..255 pixels; png: a 280x280 black-on-white
     drawing-like PNG, what the page sends."""
-    from PIL import Image
-
-    from digitlab.data import load_mnist
-
     valid = load_mnist()["valid"]
     images, labels = valid.images[:MNIST_TEST].numpy(), valid.labels[:MNIST_TEST].tolist()
     out = []
@@ -162,7 +161,7 @@ def main() -> None:
     record = {"claim": f"{args.requests} predictions ({args.payload}) from {args.concurrency} concurrent clients on "
                        f"loopback: >= 400 req/s, p99 < 50 ms, zero errors (2 CPU cores shared by server and client)",
               "target_met": ok, "payload": args.payload, "requests": args.requests, "concurrency": args.concurrency,
-              "server_threads": args.threads, "model": args.model or "pretrained/digits-cnn.safetensors",
+              "server_threads": args.threads, "model": args.model or "digitlab/pretrained/digits-cnn.safetensors",
               "command": " ".join(["python -m benchmarks.serve_load", *sys.argv[1:]]),
               "medians_of_runs": args.runs, **result, "runs": runs}
     path = write_record("serve_load" if args.payload == "json" else f"serve_load_{args.payload}", record)

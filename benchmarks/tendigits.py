@@ -29,7 +29,8 @@ from torch.utils.data import TensorDataset
 from digitlab.data.loader import DataLoader, DataLoaders
 from digitlab.data.tasks import load_task, to_input
 from digitlab.models import fastcnn
-from digitlab.train.learner import Callback, Learner
+from digitlab.train.callback import Callback
+from digitlab.train.learner import Learner
 from digitlab.train.losses import cross_entropy
 from digitlab.train.metrics import accuracy
 from digitlab.train.optim import SGD

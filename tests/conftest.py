@@ -1,4 +1,4 @@
-"""Shared fixtures. Every test uses the real MNIST files in data/mnist."""
+"""Shared fixtures. Every test uses the real MNIST files shipped in the package (src/digitlab/datasets/mnist)."""
 
 from __future__ import annotations
 

@@ -7,9 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from digitlab.data import DataLoader, DataLoaders
-from digitlab.data.augment import BatchAugment, augment_batch, random_affine
+from digitlab.data.augment import augment_batch, random_affine
 from digitlab.data.tasks import to_input
-from digitlab.train.learner import Callback, Learner
+from digitlab.train.callback import Callback
+from digitlab.train.callbacks import BatchAugment
+from digitlab.train.learner import Learner
 from digitlab.train.losses import cross_entropy
 
 

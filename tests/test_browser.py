@@ -17,7 +17,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 @pytest.mark.slow
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium (make browser)")
 def test_draw_a_seven_in_chromium(tmp_path, record_property):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # deferred: needed only where chromium is (skipif)
 
     proc, url = start(tmp_path=tmp_path)
     try:

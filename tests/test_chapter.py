@@ -11,8 +11,8 @@ import torch
 
 from digitlab.chapter.by_hand import calc_grad, validate_epoch
 from digitlab.chapter.calculus import RollerCoaster, gradient_at
-from digitlab.chapter.reproduce import fork_stage, join_stage, run_stages, table_rows
-from digitlab.chapter.stages import EXTRA_STAGES, STAGES, ChapterData
+from digitlab.chapter.reproduce import EXTRA_STAGES, STAGES, fork_stage, join_stage, run_stages, table_rows
+from digitlab.chapter.stages import ChapterData
 from digitlab.errors import ConfigError
 from digitlab.models import Linear1, SimpleNetByHand, simple_net
 from digitlab.viz.plotter import Plotter

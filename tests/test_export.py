@@ -44,7 +44,7 @@ def test_export_predicts_what_the_original_predicts(saved, mnist, fmt):
 @pytest.mark.slow
 def test_exports_carry_the_classes(saved):
     path, _ = saved
-    import onnx
+    import onnx  # deferred: slow to import, and only this test reads an ONNX file itself
 
     onnx_path, _ = export_model(path, "onnx", path.parent / "meta.onnx")
     props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}

@@ -9,13 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from digitlab import inference
+from digitlab.config import TrainConfig
 from digitlab.data.mnist import Split
 from digitlab.data.tasks import TaskData, load_task
 from digitlab.errors import ConfigError
-from digitlab.train.fast import FastConfig, FastTrainer, fast_fit
+from digitlab.models.registry import build_model
+from digitlab.train.fast import FastTrainer, fast_fit
 from digitlab.train.metrics import exact_accuracy
-from digitlab.train.optim import SGD, TensorSGD
-from digitlab.train.trainer import seed_everything
+from digitlab.train.optim import SGD, set_hyper
+from digitlab.train.runtime import seed_everything
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -25,24 +28,31 @@ def digits():
     return load_task("digits")
 
 
+def fast_config(**fields) -> TrainConfig:
+    return TrainConfig(engine="fast", **fields)
+
+
 def subset(data: TaskData, n_train: int, n_valid: int | None = None) -> TaskData:
     valid = data.valid if n_valid is None else Split(data.valid.images[:n_valid], data.valid.labels[:n_valid])
     return TaskData(Split(data.train.images[:n_train], data.train.labels[:n_train]), valid, data.classes)
 
 
 @pytest.mark.parametrize("nesterov", [True, False])
-def test_tensor_sgd_matches_our_sgd(nesterov):
-    """Same updates as SGD with momentum and L2 weight decay while lr and momentum change every step."""
+def test_capturable_sgd_matches_the_per_parameter_sgd(nesterov):
+    """The foreach form with lr and momentum in device tensors makes the same updates as the per-parameter form,
+    with momentum and L2 weight decay, while lr and momentum change every step."""
     torch.manual_seed(0)
     a = [torch.randn(5, 3, requires_grad=True), torch.randn(7, requires_grad=True)]
     b = [p.detach().clone().requires_grad_() for p in a]
     ours = SGD(a, 0.1, mom=0.9, wd=1e-3, nesterov=nesterov)
-    fast = TensorSGD(b, 0.1, mom=0.9, wd=1e-3, nesterov=nesterov)
+    fast = SGD(b, 0.1, capturable=True, mom=0.9, wd=1e-3, nesterov=nesterov)
+    assert isinstance(fast.param_groups[0]["lr"], torch.Tensor)
     for step in range(6):
         lr, mom = 0.1 * (step + 1), 0.95 - 0.02 * step
         for g in ours.param_groups:
             g["lr"], g["mom"] = lr, mom
-        fast.set_hypers(lr, mom)
+        set_hyper(fast, "lr", lr)
+        set_hyper(fast, "mom", mom)
         grads = [torch.randn_like(p) for p in a]
         for p, q, g in zip(a, b, grads):
             p.grad, q.grad = g.clone(), g.clone()
@@ -54,9 +64,7 @@ def test_tensor_sgd_matches_our_sgd(nesterov):
 
 def test_reset_gives_the_learner_paths_initial_weights(digits):
     """run(seed) starts from exactly the weights the Learner path builds for that seed."""
-    from digitlab.models.registry import build_model
-
-    trainer = FastTrainer(FastConfig(epochs=1, bs=128), subset(digits, 512, 256))
+    trainer = FastTrainer(fast_config(epochs=1, bs=128), subset(digits, 512, 256))
     trainer.run(0)  # change the weights, then reset
     trainer.reset(5)
     seed_everything(5)
@@ -68,7 +76,7 @@ def test_reset_gives_the_learner_paths_initial_weights(digits):
 def test_same_seed_same_result_and_accuracy_floor(digits):
     """Two runs of one seed agree exactly on the CPU; one epoch on 12000 images clears a floor."""
     data = subset(digits, 12000)
-    trainer, (a, b) = fast_fit(FastConfig(epochs=1, precision="fp32"), seeds=(3, 3), data=data, device="cpu",
+    trainer, (a, b) = fast_fit(fast_config(epochs=1, precision="fp32"), seeds=(3, 3), data=data, device="cpu",
                                warmup=False)
     assert a.accuracy == b.accuracy and a.history == b.history
     assert a.accuracy > 0.85, a.accuracy  # 46 steps: the floor catches breakage, not quality
@@ -77,9 +85,11 @@ def test_same_seed_same_result_and_accuracy_floor(digits):
 
 def test_bad_config_is_a_clear_error(digits):
     with pytest.raises(ConfigError, match="precision"):
-        FastConfig(precision="fp8")
+        fast_config(precision="fp8")
+    with pytest.raises(ConfigError, match="one-cycle SGD"):
+        fast_config(opt="adam")
     with pytest.raises(ConfigError, match="larger than"):
-        FastTrainer(FastConfig(bs=1024), subset(digits, 512, 256))
+        FastTrainer(fast_config(bs=1024), subset(digits, 512, 256))
 
 
 @pytest.fixture
@@ -99,7 +109,7 @@ def test_cuda_graph_steps_equal_eager_steps(digits, exact_cuda):
     data = subset(digits, 512, 512)
     states = []
     for graphs in (False, True):
-        trainer = FastTrainer(FastConfig(epochs=1, bs=256, precision="fp32", augment=True, graphs=graphs), data,
+        trainer = FastTrainer(fast_config(epochs=1, bs=256, precision="fp32", augment=True, graphs=graphs), data,
                               "cuda")
         trainer.run(1)
         assert (trainer.graph is not None) == graphs
@@ -118,7 +128,7 @@ def test_cuda_matches_cpu_accuracy(digits):
 
     ref = json.loads((Path(__file__).parent.parent / "benchmarks/results/cpu-reference.json").read_text())
     seeds = [r["seed"] for r in ref["runs"]]
-    _, gpu = fast_fit(FastConfig(**{**ref["config"], "precision": "bf16"}), seeds, digits, "cuda")
+    _, gpu = fast_fit(TrainConfig.from_dict({**ref["config"], "engine": "fast", "precision": "bf16"}), seeds, digits, "cuda")
     cpu_mean = sum(r["accuracy"] for r in ref["runs"]) / len(seeds)
     gpu_mean = sum(r.accuracy for r in gpu) / len(seeds)
     assert abs(cpu_mean - gpu_mean) < 0.0015, (cpu_mean, gpu_mean)
@@ -133,7 +143,7 @@ def test_cuda_training_loop_never_waits_for_the_gpu(digits):
             torch.ones(1, device="cuda").item()
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    trainer = FastTrainer(FastConfig(epochs=1, bs=256), subset(digits, 12000), "cuda")
+    trainer = FastTrainer(fast_config(epochs=1, bs=256), subset(digits, 12000), "cuda")
     # a floor that only a broken run misses (chance is 0.1): one epoch on 12000 images ends at 0.80-0.90, and
     # was 0.7979 once on an H200
     assert trainer.run(0, strict=True).accuracy > 0.6
@@ -144,7 +154,7 @@ def test_cuda_runs_pin_no_new_host_memory_after_the_warm_up(digits):
     """Each epoch's order and augmentation go up through pinned buffers kept per epoch slot: after a one-epoch
     warm-up run, full runs pin no new host memory (pinning while the GPU is busy made the first three runs after
     the warm-up 2.6x slower on an H100)."""
-    trainer = FastTrainer(FastConfig(epochs=3, bs=256), subset(digits, 12000), "cuda")
+    trainer = FastTrainer(fast_config(epochs=3, bs=256), subset(digits, 12000), "cuda")
     trainer.run(0, epochs=1)
     before = torch.cuda.host_memory_stats().get("num_host_alloc")
     if before is None:
@@ -168,7 +178,7 @@ def test_cuda_compiled_step_equals_plain_step(digits, exact_cuda):
     data = subset(digits, 512, 512)
     states = []
     for compiled in (False, True):
-        trainer = FastTrainer(FastConfig(epochs=1, bs=256, precision="fp32", compile=compiled), data, "cuda")
+        trainer = FastTrainer(fast_config(epochs=1, bs=256, precision="fp32", compile=compiled), data, "cuda")
         trainer.run(1)
         states.append({k: v.double().cpu() for k, v in trainer.model.state_dict().items()})
     for name in states[0]:
@@ -204,7 +214,7 @@ def test_cuda_compile_starts_no_worker_processes(digits):
     """torch.compile's compile workers, starting in the background, slowed the first runs after the warm-up of
     `digitlab speedrun` from 0.76 s to 2.1 s on an H200: a compiled trainer compiles in its own process."""
     before = set(child_processes())
-    trainer = FastTrainer(FastConfig(epochs=1, bs=256, compile=True), subset(digits, 2560, 512), "cuda")
+    trainer = FastTrainer(fast_config(epochs=1, bs=256, compile=True), subset(digits, 2560, 512), "cuda")
     trainer.run(0)
     assert set(child_processes()) - before == set()
 
@@ -216,7 +226,7 @@ def test_a_fast_recipe_writes_a_run_folder_the_other_commands_take(tmp_path):
 
     from test_cli import digitlab
 
-    recipe = Recipe("tiny", "one fp32 epoch of fastcnn", fast=dict(epochs=1, bs=512, precision="fp32"))
+    recipe = Recipe("tiny", "one fp32 epoch of fastcnn", dict(epochs=1, bs=512, precision="fp32", engine="fast"))
     lines = []
     run, summary = train_recipe(recipe, tmp_path / "runs", "tiny", printer=lambda *a, **k: lines.append(a[0]),
                                 seed=2, device="cpu")
@@ -231,14 +241,49 @@ def test_a_fast_recipe_writes_a_run_folder_the_other_commands_take(tmp_path):
 def test_tta_scores_the_final_model_with_the_test_time_shifts(digits):
     """With tta the final accuracy is that of the probabilities averaged over the shifts (and the clock includes
     them); without, the plain accuracy. Same seed, same weights: only the scoring differs."""
-    from digitlab.recipes import TTA_SHIFTS, shift_images
-
     data = subset(digits, 4096, 2000)
-    plain = FastTrainer(FastConfig(epochs=2, bs=128, lr=0.05, augment=False), data)
-    with_tta = FastTrainer(FastConfig(epochs=2, bs=128, lr=0.05, augment=False, tta=True), data)
+    plain = FastTrainer(fast_config(epochs=2, bs=128, lr=0.05, augment=False), data)
+    with_tta = FastTrainer(fast_config(epochs=2, bs=128, lr=0.05, augment=False, tta=True), data)
     r_plain, r_tta = plain.run(0), with_tta.run(0)
     assert r_plain.accuracy == plain.accuracy()
-    x = torch.stack([shift_images(data.valid.images.unsqueeze(1).float() / 255, dx, dy) for dx, dy in TTA_SHIFTS])
-    probs = sum(torch.softmax(with_tta.logits(xi), 1) for xi in x) / len(TTA_SHIFTS)
+    probs = sum(torch.softmax(inference.logits(with_tta.model, data.valid.images, shift=s, autocast=with_tta.autocast), 1)
+                for s in inference.TTA_SHIFTS) / len(inference.TTA_SHIFTS)
     assert r_tta.accuracy == exact_accuracy(probs.argmax(1), data.valid.labels)
     assert r_plain.accuracy > 0.9 and r_tta.accuracy != r_plain.accuracy  # a trained model; the shifts change some
+
+
+def test_both_engines_return_one_result_type_and_write_one_kind_of_run_folder(tmp_path):
+    """One TrainConfig, two engines: fit returns the same TrainResult (same summary keys, probabilities that score
+    what the summary says) and record_run writes the same files for both."""
+    from digitlab.runs import new_run_dir, record_run
+    from digitlab.train.fit import fit
+
+    data = load_task("3v7")
+    small = subset(data, 2048, 500)
+    results = {engine: fit(TrainConfig(task="3v7", epochs=2, bs=128, lr=0.05, engine=engine, device="cpu"), data=small)
+               for engine in ("learner", "fast")}
+    learner, fast = results["learner"], results["fast"]
+    assert set(learner.summary) == set(fast.summary) and fast.summary["engine"] == "fast"
+    folders = {}
+    for engine, result in results.items():
+        scored = inference.score(result.probs, small.valid.labels)
+        assert scored["accuracy"] == result.accuracy > 0.7 and result.summary["n_valid"] == 500  # chance: 0.5
+        folders[engine] = record_run(result, new_run_dir(tmp_path, engine), plots=True)
+    names = [sorted(str(p.relative_to(f)) for p in f.rglob("*") if p.parent.name != "tensorboard")
+             for f in folders.values()]  # event files are named by time and process
+    assert names[0] == names[1] and "report.html" in names[0] and "interpretation.json" in names[0]
+    assert all(any((f / "tensorboard").iterdir()) for f in folders.values())
+
+
+def test_a_saved_config_comes_back_equal_and_old_fast_records_read_as_the_fast_engine():
+    cfg = TrainConfig(engine="fast", epochs=3, tta=True, aug_shift=3.0)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    old = {"model": "fastcnn", "epochs": 2, "eval_bs": 2000, "path": "fast", "augment": False}  # a FastConfig record
+    assert TrainConfig.from_dict(old) == TrainConfig(engine="fast", epochs=2, augment=False)
+
+
+def test_the_fast_engine_refuses_what_only_the_learner_does(tmp_path):
+    from digitlab.train.fit import fit
+
+    with pytest.raises(ConfigError, match="fast engine trains start to end"):
+        fit(TrainConfig(engine="fast", task="3v7"), run_dir=tmp_path, resume=True)

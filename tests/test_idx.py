@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from digitlab.data import load_split, parse_idx, read_idx, to_idx_bytes, write_idx
-from digitlab.data.mnist import REPO_DATA
+from digitlab.data.mnist import SHIPPED_DATA
 from digitlab.errors import ChecksumError, DataError, IdxError
 
 
 def test_reads_real_mnist_files():
-    images = read_idx(REPO_DATA / "train-images-idx3-ubyte.gz", expect_magic=2051)
-    labels = read_idx(REPO_DATA / "t10k-labels-idx1-ubyte.gz", expect_magic=2049)
+    images = read_idx(SHIPPED_DATA / "train-images-idx3-ubyte.gz", expect_magic=2051)
+    labels = read_idx(SHIPPED_DATA / "t10k-labels-idx1-ubyte.gz", expect_magic=2049)
     assert images.shape == (60000, 28, 28) and images.dtype == torch.uint8
     assert labels.shape == (10000,) and int(labels[0]) == 7  # the first test digit is a 7
     assert 0 < images.float().mean() < 255
@@ -35,7 +35,7 @@ def test_write_read_round_trip(tmp_path, dtype, suffix):
 
 
 def test_writer_matches_original_mnist_bytes():
-    raw = gzip.decompress((REPO_DATA / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    raw = gzip.decompress((SHIPPED_DATA / "t10k-labels-idx1-ubyte.gz").read_bytes())
     assert to_idx_bytes(parse_idx(raw)) == raw
 
 
@@ -66,7 +66,7 @@ def test_expected_magic_is_checked(tmp_path):
 
 
 def test_corrupt_and_truncated_gzip(tmp_path):
-    good = (REPO_DATA / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    good = (SHIPPED_DATA / "t10k-labels-idx1-ubyte.gz").read_bytes()
     (tmp_path / "cut.gz").write_bytes(good[: len(good) // 2])
     with pytest.raises(IdxError, match="cut.gz: the gzip data is corrupt or truncated"):
         read_idx(tmp_path / "cut.gz")
@@ -82,7 +82,7 @@ def test_missing_file_says_where_to_look(tmp_path):
 
 def copy_mnist(dest):
     dest.mkdir()
-    for f in REPO_DATA.glob("*.gz"):
+    for f in SHIPPED_DATA.glob("*.gz"):
         shutil.copy(f, dest / f.name)
     return dest
 

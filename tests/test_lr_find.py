@@ -87,3 +87,19 @@ def test_valley_picks_the_middle_of_the_longest_descent():
     losses = [2.0] * 10 + [2.0 - 0.1 * i for i in range(20)] + [0.1 + i for i in range(10)]
     # longest decreasing run: indices 10..29, start counted one before (fastai): 9 + int(20/3) + int(20/6)
     assert valley(lrs, losses) == lrs[9 + 6 + 3]
+
+
+def test_lr_find_keeps_the_learners_position():
+    """A position loaded to continue from (a resumed run) is still where the next fit starts after lr_find."""
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    dls = DataLoaders(DataLoader(x, y, 8, shuffle=True), DataLoader(x, y, 32))
+    learn = Learner(torch.nn.Linear(4, 3), dls, cross_entropy)
+    state = {"epoch": 1, "iter": 3, "count": 24, "sums": torch.tensor([20.0]), "epochs_before": 2}
+    learn.load_state_dict(state)
+    learn.lr_find(num_it=5)
+    after = learn.state_dict()
+    assert {k: v for k, v in after.items() if k != "sums"} == {k: v for k, v in state.items() if k != "sums"}
+    assert torch.equal(after["sums"], state["sums"])
+    learn.fit(2)
+    assert learn.step_offset == 8 + 3

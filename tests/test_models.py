@@ -124,7 +124,7 @@ def test_short_training_run_clears_an_accuracy_floor(mnist):
     from digitlab.config import TrainConfig
     from digitlab.data.tasks import TaskData
     from digitlab.data.mnist import Split
-    from digitlab.train.trainer import fit
+    from digitlab.train.fit import fit
 
     tr = mnist["train"]
     data = TaskData(Split(tr.images[:24000], tr.labels[:24000]), mnist["valid"], tuple(range(10)))
@@ -137,7 +137,8 @@ def test_short_training_run_clears_an_accuracy_floor(mnist):
 @pytest.mark.slow
 def test_resnet18_stage_trains_through_fit_one_cycle(mnist):
     """The reproduce stage end to end on a slice of the 3s and 7s (the full stage takes over a minute here)."""
-    from digitlab.chapter.stages import EXTRA_STAGES, ChapterData
+    from digitlab.chapter.reproduce import EXTRA_STAGES
+    from digitlab.chapter.stages import ChapterData
     from digitlab.data.mnist import Split, as_xy
 
     full = ChapterData.load()

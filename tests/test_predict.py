@@ -12,9 +12,11 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from digitlab.config import TrainConfig
-from digitlab.predict import (BlankImageError, Classifier, ImageError, MNIST_STROKE, expand_paths, prepare_image,
-                              save_input, stroke_width)
-from digitlab.train.trainer import fit
+from digitlab.data.images import (MNIST_STROKE, BlankImageError, ImageError, as_grey, expand_paths, prepare_grey,
+                                  prepare_image, save_input, sorted_percentile, stroke_width)
+from digitlab.data.uci import uci_digits
+from digitlab.predict import Classifier
+from digitlab.train.fit import fit
 
 
 def render(img: np.ndarray, side: int = 160, canvas=(300, 240), at=(50, 30), style: str = "dark_on_light",
@@ -144,7 +146,7 @@ def test_unreadable_inputs_say_what_to_do(tmp_path):
 def clf():
     """A linear model of all ten digits, trained for one epoch (a few seconds)."""
     result = fit(TrainConfig(task="digits", model="linear", epochs=1, lr=0.1, device="cpu"))
-    return Classifier(result.learn.model, {"model": "linear", "classes": list(result.summary["classes"])})
+    return Classifier(result.model, {"model": "linear", "classes": list(result.summary["classes"])})
 
 
 @pytest.mark.slow
@@ -181,8 +183,6 @@ def test_predict_many_answers_every_image_and_batches_like_one_by_one(clf, digit
 
 def test_uci_digits_are_read_from_scikit_learn():
     pytest.importorskip("sklearn")
-    from digitlab.predict import uci_digits
-
     images, labels = uci_digits()
     assert images.shape == (1797, 8, 8) and labels.shape == (1797,)
     assert images.min() == 0 and images.max() == 1 and set(labels.tolist()) == set(range(10))
@@ -191,10 +191,6 @@ def test_uci_digits_are_read_from_scikit_learn():
 
 def test_faint_ink_that_vanishes_is_blank_not_a_guess():
     """Found by hypothesis (test_properties): a faint stroke on black used to give an all-zero input."""
-    import numpy as np
-
-    from digitlab.predict import BlankImageError, prepare_image
-
     a = np.zeros((4, 4), np.uint8)  # the case hypothesis found: faint strokes on black, stroke(4, 4, 0, 39, 3, 0)
     a[3, :2] = 39
     a[:2, 0] = 39
@@ -204,8 +200,6 @@ def test_faint_ink_that_vanishes_is_blank_not_a_guess():
 
 def test_sorted_percentile_is_numpys_to_the_bit():
     """The fast path's percentiles (one sort) must be np.percentile's exactly: same value, same dtype."""
-    from digitlab.predict import sorted_percentile
-
     rng = np.random.default_rng(0)
     for n in [1, 2, 3, 7, 196, 784, 1000]:
         for a in (rng.random(n, dtype=np.float32), np.round(rng.random(n) * 4).astype(np.float32) / 4,
@@ -221,13 +215,11 @@ def test_sorted_percentile_is_numpys_to_the_bit():
 def test_28x28_fast_path_equals_the_general_path_on_mnist(mnist):
     """prepare_image on a 28x28 array (sorted percentiles) gives exactly what the general path (np.percentile)
     gives, on 2000 MNIST test digits as uint8, as floats in [0, 1] and inverted (dark on light)."""
-    from digitlab.predict import _prepare, as_grey
-
     images = mnist["valid"].images[:2000].numpy()
     for img in images:
         for x in (img, img.astype(np.float32) / 255, 255 - img):
-            assert torch.equal(prepare_image(x), _prepare(as_grey(x), np.percentile))
+            assert torch.equal(prepare_image(x), prepare_grey(as_grey(x), np.percentile))
     for blank in (np.zeros((28, 28), np.uint8), np.full((28, 28), 200, np.uint8)):
         for percentile in (np.percentile, None):
             with pytest.raises(BlankImageError):
-                prepare_image(blank) if percentile is None else _prepare(as_grey(blank), percentile)
+                prepare_image(blank) if percentile is None else prepare_grey(as_grey(blank), percentile)

@@ -16,8 +16,8 @@ from PIL import Image
 
 from digitlab.data.folders import load_folder
 from digitlab.data.idx import IDX_DTYPES, parse_idx
+from digitlab.data.images import BlankImageError, ImageError, prepare_image
 from digitlab.errors import DataError, IdxError
-from digitlab.predict import BlankImageError, ImageError, prepare_image
 
 MANY = settings(max_examples=10_000, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -13,9 +13,10 @@ from digitlab.config import TrainConfig
 from digitlab.data.tasks import load_task, to_input
 from digitlab.errors import ConfigError
 from digitlab.models import build_model
-from digitlab.recipes import RECIPES, TTA_SHIFTS, ensemble_evaluate, get_recipe, predict_probs_tta, shift_images
-from digitlab.train.trainer import predict_probs
-from digitlab.weights import save_model
+from digitlab.inference import TTA_SHIFTS, class_probs, shift_images
+from digitlab.recipes import RECIPES, ensemble_evaluate, get_recipe
+from digitlab.train.losses import softmax
+from digitlab.weights import load_model, save_model
 
 
 def digitlab(*args, tmp_path=None, check=True):
@@ -30,9 +31,9 @@ def digitlab(*args, tmp_path=None, check=True):
 
 def test_default_recipe_is_train_configs_defaults():
     assert RECIPES["default"].train_config() == TrainConfig()
-    assert get_recipe("best").fast["model"] == "fastcnn_deep" and get_recipe("best-3v7").task == "3v7"
-    with pytest.raises(ConfigError, match="fast path"):
-        get_recipe("best").train_config(seed=3)
+    best = get_recipe("best").train_config(seed=3)
+    assert best.model == "fastcnn_deep" and best.engine == "fast" and best.seed == 3
+    assert get_recipe("best-3v7").train_config().task == "3v7"
     with pytest.raises(ConfigError, match="unknown recipe"):
         get_recipe("nope")
 
@@ -60,33 +61,30 @@ def saved_models(tmp_path_factory):
     return paths
 
 
-def test_without_tta_probabilities_are_the_trainers(saved_models):
-    from digitlab.weights import load_model
-
+def test_without_tta_probabilities_are_the_models_softmax(saved_models):
+    """One batched path: uint8 images and prepared float images give our softmax of the model's scores."""
     model, _ = load_model(saved_models[0])
     images = load_task("digits").valid.images[:500]
-    assert torch.allclose(predict_probs_tta(model, images, tta=False), predict_probs(model, images), atol=1e-6)
+    with torch.no_grad():
+        expected = softmax(model(to_input(images)))
+    assert torch.allclose(class_probs(model, images, bs=128), expected, atol=1e-6)
+    assert torch.allclose(class_probs(model, images.float() / 255), expected, atol=1e-6)
 
 
 def test_tta_is_the_mean_over_shifted_copies(saved_models):
-    from digitlab.train.losses import softmax
-    from digitlab.weights import load_model
-
     model, _ = load_model(saved_models[0])
     images = load_task("digits").valid.images[:300]
     with torch.no_grad():
         x = to_input(images)
         expected = torch.stack([softmax(model(shift_images(x, dx, dy))) for dx, dy in TTA_SHIFTS]).mean(0)
-    assert torch.allclose(predict_probs_tta(model, images, tta=True, bs=128), expected, atol=1e-6)
+    assert torch.allclose(class_probs(model, images, tta=True, bs=128), expected, atol=1e-6)
 
 
 @pytest.mark.slow
 def test_ensemble_scores_the_mean_probability(saved_models):
-    from digitlab.weights import load_model
-
     res = ensemble_evaluate([str(p) for p in saved_models])
     valid = load_task("digits").valid
-    probs = sum(predict_probs(load_model(p)[0], valid.images) for p in saved_models)
+    probs = sum(class_probs(load_model(p)[0], valid.images) for p in saved_models)
     assert res["accuracy"] == pytest.approx((probs.argmax(1) == valid.labels).float().mean().item(), abs=1e-7)
     assert res["n"] == 10000 and len(res["members"]) == 2 and res["task"] == "digits"
     assert res["errors"] == round((1 - res["accuracy"]) * 10000)
@@ -116,9 +114,9 @@ def test_an_ensemble_recipe_trains_each_model_into_its_folder_and_scores_them_to
 
     from digitlab.recipes import EnsembleRecipe, Recipe, train_ensemble
 
-    a = Recipe("a", "fastcnn", fast=dict(epochs=2, bs=128, precision="fp32"), task="3v7")
-    b = Recipe("b", "fastcnn, no augmentation", fast=dict(epochs=2, bs=128, precision="fp32", augment=False),
-               task="3v7")
+    a = Recipe("a", "fastcnn", dict(epochs=2, bs=128, precision="fp32", task="3v7", engine="fast"))
+    b = Recipe("b", "fastcnn, no augmentation", dict(epochs=2, bs=128, precision="fp32", augment=False, task="3v7",
+                                                     engine="fast"))
     lines = []
     folder, s = train_ensemble(EnsembleRecipe("tiny", "", (a, b), n_seeds=2), tmp_path, "ens", lines.append,
                                seed=3, device="cpu")

@@ -16,11 +16,12 @@ from test_cli import digitlab
 
 from digitlab.config import TrainConfig
 from digitlab.data.idx import write_idx
-from digitlab.data.mnist import REPO_DATA, load_split
+from digitlab.data.mnist import SHIPPED_DATA, load_split
 from digitlab.data.tasks import load_task
 from digitlab.errors import DataError, IdxError
+from digitlab.train.callback import Callback
 from digitlab.train.checkpoint import CheckpointError, load_checkpoint
-from digitlab.train.trainer import fit
+from digitlab.train.fit import fit
 from digitlab.weights import WeightsError, load_model, save_model
 
 TINY = ["--task", "3v7", "--model", "linear", "--epochs", "2", "--no-augment", "-q"]
@@ -47,8 +48,6 @@ def test_divergence_stops_with_a_message_and_keeps_the_last_good_weights(tmp_pat
 
 
 def test_divergence_after_a_good_epoch_keeps_that_epochs_weights(tmp_path):
-    from digitlab.train.learner import Callback
-
     class Explode(Callback):  # a real blow-up in epoch 1: the weights are pushed to infinity
         order = 1
 
@@ -62,7 +61,7 @@ def test_divergence_after_a_good_epoch_keeps_that_epochs_weights(tmp_path):
     result = fit(cfg, cbs=[Explode()], run_dir=tmp_path)
     assert result.summary["status"] == "diverged" and result.summary["diverged"]["epoch"] == 1
     assert result.summary["diverged"]["kept_checkpoint"] and result.summary["accuracy"] > 0.95
-    assert all(torch.isfinite(p).all() for p in result.learn.model.parameters())
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
 
 
 def test_resume_with_another_config_is_refused(run, tmp_path):
@@ -139,9 +138,9 @@ def test_nan_weights_are_refused(tmp_path):
 def test_same_seed_gives_identical_metrics_and_weights():
     cfg = TrainConfig(task="3v7", model="mlp", epochs=1, bs=256, augment=True)
     a, b = fit(cfg), fit(cfg)
-    assert a.recorder.logs[0]["train_loss"] == b.recorder.logs[0]["train_loss"]
-    assert a.recorder.losses == b.recorder.losses
-    for pa, pb in zip(a.learn.model.parameters(), b.learn.model.parameters()):
+    assert a.history[0]["train_loss"] == b.history[0]["train_loss"]
+    assert a.batch_losses == b.batch_losses
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
         assert torch.equal(pa, pb)
 
 
@@ -168,7 +167,7 @@ def test_image_folder_datasets_train_and_bad_ones_are_explained(tmp_path):
 
 
 def test_idx_images_of_the_wrong_size(tmp_path):
-    for f in REPO_DATA.glob("t10k*.gz"):
+    for f in SHIPPED_DATA.glob("t10k*.gz"):
         shutil.copy(f, tmp_path / f.name)
     write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((10000, 32, 32), np.uint8))
     with pytest.raises(IdxError, match=r"images have shape \(10000, 32, 32\), expected \(N, 28, 28\)"):
@@ -176,7 +175,7 @@ def test_idx_images_of_the_wrong_size(tmp_path):
 
 
 def test_labels_outside_0_to_9(tmp_path):
-    for f in REPO_DATA.glob("t10k*.gz"):
+    for f in SHIPPED_DATA.glob("t10k*.gz"):
         shutil.copy(f, tmp_path / f.name)
     labels = np.zeros(10000, np.uint8)
     labels[5] = 12

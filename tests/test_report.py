@@ -13,13 +13,13 @@ from PIL import Image
 from digitlab.config import TrainConfig
 from digitlab.report import render_report, write_report
 from digitlab.runs import new_run_dir, record_run
-from digitlab.train.trainer import fit
+from digitlab.train.fit import fit
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     cfg = TrainConfig(task="3v7", model="linear", epochs=2, lr=0.1, device="cpu")
-    return record_run(fit(cfg), cfg, new_run_dir(tmp_path_factory.mktemp("runs"), "rep"))
+    return record_run(fit(cfg), new_run_dir(tmp_path_factory.mktemp("runs"), "rep"))
 
 
 def test_report_embeds_every_plot_as_a_readable_png(run):

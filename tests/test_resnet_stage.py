@@ -7,6 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from digitlab.chapter.resnet_stage import fastai_adam, stage_resnet18
+from digitlab.chapter.stages import ChapterData
+from digitlab.data.mnist import Split, as_xy
 from digitlab.data.tasks import to_input
 from digitlab.models import build_model, n_params
 from digitlab.models.resnet import SmallConv2d, fastai_head, resnet18_fastai, trim_dead_taps
@@ -73,8 +76,6 @@ def test_stem_without_max_pool_gives_the_first_stage_14_pixels(xb):
 
 def test_head_dropout_and_weight_decay_are_cnn_learners_knobs():
     """ps sets both head dropouts as fastai's (ps/2, ps); wd reaches the decayed group only (no wd on BatchNorm)."""
-    from digitlab.chapter.resnet_stage import fastai_adam
-
     assert [m.p for m in resnet18_fastai(2, ps=0.0).head if isinstance(m, nn.Dropout)] == [0.0, 0.0]
     assert [m.p for m in resnet18_fastai(2, ps=0.2).head if isinstance(m, nn.Dropout)] == [0.1, 0.2]
     opt = fastai_adam(resnet18_fastai(2).parameters(), 0.1, wd=0.1)
@@ -132,8 +133,6 @@ def test_small_conv_equals_conv2d_forward_and_backward(c_in, c_out, k, stride, s
 
 
 def test_adam_has_fastai_defaults_and_no_decay_on_batchnorm():
-    from digitlab.chapter.resnet_stage import fastai_adam
-
     model = resnet18_fastai(2)
     opt = fastai_adam(model.parameters(), 0.1)
     decay, no_decay = opt.param_groups
@@ -148,10 +147,6 @@ def test_adam_has_fastai_defaults_and_no_decay_on_batchnorm():
 
 def test_stage_trains_one_cycle_on_a_slice_of_the_3s_and_7s():
     """The stage end to end on 6144 training and every other validation image: one epoch of 96 batches of 64."""
-    from digitlab.chapter.resnet_stage import stage_resnet18
-    from digitlab.chapter.stages import ChapterData
-    from digitlab.data.mnist import Split, as_xy
-
     full = ChapterData.load()
     g = torch.Generator().manual_seed(0)
     ti, vi = torch.randperm(len(full.train.labels), generator=g)[:6144], torch.arange(0, 2038, 2)

@@ -12,7 +12,7 @@ from PIL import Image
 from digitlab.config import TrainConfig
 from digitlab.interpret import Interpretation, confusion_matrix
 from digitlab.runs import list_runs, new_run_dir, record_run
-from digitlab.train.trainer import fit
+from digitlab.train.fit import fit
 from digitlab.weights import load_model
 
 
@@ -21,7 +21,7 @@ def run(tmp_path_factory):
     cfg = TrainConfig(task="3v7", model="linear", epochs=2, lr=0.1, device="cpu")
     result = fit(cfg)
     folder = new_run_dir(tmp_path_factory.mktemp("runs"), "r1")
-    return record_run(result, cfg, folder), result
+    return record_run(result, folder), result
 
 
 def test_record_run_writes_every_file(run):
@@ -45,7 +45,7 @@ def test_interpretation_matches_a_count_by_hand(run, mnist):
     saved = json.loads((folder / "interpretation.json").read_text())
     valid = result.data.valid
     with torch.no_grad():
-        preds = result.learn.model(valid.images.unsqueeze(1).float() / 255).argmax(1)
+        preds = result.model(valid.images.unsqueeze(1).float() / 255).argmax(1)
     by_hand = [[0, 0], [0, 0]]
     for a, p in zip(valid.labels.tolist(), preds.tolist()):
         by_hand[a][p] += 1
@@ -93,7 +93,7 @@ def test_progress_draws_a_bar_on_a_terminal_and_plain_lines_elsewhere():
     result = fit(cfg, cbs=[ProgressCallback(term)])
     shown = term.file.getvalue()
     assert "epoch 1/2 train" in shown and "\x1b[" in shown  # a live bar, drawn with escape codes
-    assert "train_loss" in shown and f"{result.recorder.logs[1]['accuracy']:.6f}" in shown
+    assert "train_loss" in shown and f"{result.history[1]['accuracy']:.6f}" in shown
     lines = []
     fit(cfg, cbs=[ProgressCallback(Console(file=io.StringIO()), printer=lines.append)])
     assert lines[0].split() == ["epoch", "train_loss", "valid_loss", "accuracy", "time"] and len(lines) == 3

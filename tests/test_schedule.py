@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from digitlab.data import DataLoader, DataLoaders
-from digitlab.train.learner import Callback, Learner
+from digitlab.train.callback import Callback
+from digitlab.train.learner import Learner
 from digitlab.train.losses import cross_entropy
 from digitlab.train.optim import SGD, Adam
 from digitlab.train.schedule import one_cycle

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_env
+from digitlab.cli import main
 from digitlab.data import load_mnist
 
 
@@ -226,9 +228,8 @@ def test_still_alive_and_nothing_written(server):
 
 @pytest.mark.slow
 def test_serve_a_run_folder_a_smaller_limit_and_bad_arguments(tmp_path):
-    from digitlab.cli import main  # noqa: F401  (the entry point exists)
-
-    model = __import__("pathlib").Path(__file__).parents[1] / "pretrained" / "digits-cnn.safetensors"
+    assert callable(main)  # the console script's entry point exists
+    model = Path(__file__).parents[1] / "src" / "digitlab" / "pretrained" / "digits-cnn.safetensors"
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "model.safetensors").write_bytes(model.read_bytes())
     proc, url = start(tmp_path / "run", "--max-body", "1000", tmp_path=tmp_path)

@@ -28,17 +28,17 @@ _EXPORTS = {
     "SimpleNetByHand": "models", "cnn": "models", "build_model": "models", "MODELS": "models",
     "n_params": "models",
     # training
-    "Learner": "train.learner", "Callback": "train.learner", "CancelFitException": "train.learner",
-    "CancelEpochException": "train.learner", "CancelBatchException": "train.learner",
+    "Learner": "train.learner", "Callback": "train.callback", "CancelFitException": "train.callback",
+    "CancelEpochException": "train.callback", "CancelBatchException": "train.callback",
     "Recorder": "train.callbacks", "PrintEpochs": "train.callbacks", "NanGuard": "train.callbacks",
     "ProgressCallback": "train.progress", "OneCycle": "train.schedule", "one_cycle": "train.schedule",
     "SGD": "train.optim", "BasicOptim": "train.optim", "Adam": "train.optim",
     "mnist_loss": "train.losses", "cross_entropy": "train.losses", "softmax": "train.losses",
     "batch_accuracy": "train.metrics", "accuracy": "train.metrics", "error_rate": "train.metrics",
-    "TrainConfig": "config", "fit": "train.trainer", "evaluate": "train.trainer",
+    "TrainConfig": "config", "fit": "train.fit", "TrainResult": "train.result", "class_probs": "inference",
     # runs, predictions, interpretation, export
     "record_run": "runs", "list_runs": "runs", "new_run_dir": "runs", "write_report": "report",
-    "Classifier": "predict", "prepare_image": "predict", "uci_digits": "predict",
+    "Classifier": "predict", "prepare_image": "data.images", "uci_digits": "data.uci",
     "Interpretation": "interpret", "confusion_matrix": "interpret", "show_batch": "interpret",
     "export_model": "export", "save_model": "weights", "load_model": "weights",
     # plots

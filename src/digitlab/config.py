@@ -1,10 +1,29 @@
-"""Typed configuration, one dataclass per concern; saved with every run so a model can be rebuilt from its file."""
+"""The one configuration of a training run, typed and defaulted, saved with every run so a model can be rebuilt
+(and the run repeated) from its folder alone.
+
+Both ways of executing it read the same fields: the Learner engine (callbacks, checkpoints, exact resume,
+distributed) and the fast engine (train/fast.py: the data set on the device, a CUDA graph and torch.compile on a
+GPU). A field that only one engine reads says so.
+"""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
+import tomli_w
+
+from .data.tasks import TASKS
 from .errors import ConfigError
+from .models.registry import MODELS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
+
+ENGINES = ("learner", "fast")
 
 
 @dataclass
@@ -13,21 +32,28 @@ class TrainConfig:
     model: str = "fastcnn"        # a name in digitlab.models.MODELS
     epochs: int = 10              # passes over the training set
     lr: float = 0.2               # peak learning rate (one-cycle) or the constant rate
-    bs: int = 256                 # training batch size
-    opt: str = "sgd"              # sgd, adam or adamw
+    bs: int = 256                 # training batch size (the global batch across processes)
+    opt: str = "sgd"              # sgd, adam or adamw (the fast engine: sgd)
     mom: float = 0.9              # SGD momentum or Adam's beta1 (one-cycle cycles it between 0.95 and 0.85)
     wd: float = 5e-4              # weight decay (L2 for SGD, decoupled for adamw)
-    schedule: str = "one_cycle"   # one_cycle or constant
+    schedule: str = "one_cycle"   # one_cycle or constant (the fast engine: one_cycle)
     label_smoothing: float = 0.1  # cross-entropy label smoothing
-    augment: bool = True          # random shifts, rotations and scaling of each training batch
+    augment: bool = True          # random shifts, rotations and scaling of each training image
+    aug_shift: float = 2.0        # augmentation strength: up to this many pixels of shift,
+    aug_degrees: float = 10.0     # this many degrees of rotation,
+    aug_scale: float = 0.1        # and this much zoom either way (data/augment.py random_affine)
+    tta: bool = False             # score the final model with test-time augmentation (inference.TTA_SHIFTS)
     seed: int = 42                # seeds the weights, the data order and augmentation
     device: str = "auto"          # auto (cuda if present), cpu, cuda, cuda:1, ...
-    data: str | None = None       # folder with the MNIST IDX files (default: the repo's data/mnist)
+    data: str | None = None       # folder with the IDX files or image folders (default: the shipped MNIST)
+    engine: str = "learner"       # learner (callbacks, checkpoints, resume) or fast (train/fast.py)
+    precision: str = "bf16"       # the fast engine's autocast: bf16 or fp32 (the Learner trains in fp32)
+    graphs: bool | None = None    # the fast engine captures its step as a CUDA graph; None: on CUDA only
+    compile: bool = False         # the fast engine's torch.compile, on CUDA only (10-25 s of warm-up)
+    fused_loss: bool = True       # the fast engine's loss: PyTorch's fused cross-entropy (equal to ours, tested)
 
     def __post_init__(self):
-        from .data.tasks import TASKS
-        from .models.registry import MODELS
-
+        fast_only = self.engine != "fast" or (self.opt == "sgd" and self.schedule == "one_cycle")
         checks = [
             (self.task in TASKS, f"task must be one of {', '.join(TASKS)}, got {self.task!r}"),
             (self.model in MODELS, f"model must be one of {', '.join(sorted(MODELS))}, got {self.model!r}"),
@@ -39,6 +65,12 @@ class TrainConfig:
             (self.wd >= 0, f"wd must be >= 0, got {self.wd}"),
             (self.schedule in ("one_cycle", "constant"), f"schedule must be one_cycle or constant, got {self.schedule!r}"),
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (min(self.aug_shift, self.aug_degrees, self.aug_scale) >= 0,
+             "aug_shift, aug_degrees and aug_scale are strengths: each must be 0 or more"),
+            (self.engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}"),
+            (self.precision in ("bf16", "fp32"), f"precision must be bf16 or fp32, got {self.precision!r}"),
+            (fast_only, f"the fast engine trains with one-cycle SGD; got opt {self.opt!r} and schedule "
+                        f"{self.schedule!r} (use engine learner for those)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -49,6 +81,62 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """Rebuild from a saved dict, ignoring keys this version does not know."""
+        """Rebuild from a saved dict, ignoring keys this version does not know (and the fast engine's old
+        `path: fast` marker)."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        known = {k: v for k, v in d.items() if k in names}
+        if d.get("path") == "fast":
+            known.setdefault("engine", "fast")
+        return cls(**known)
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with some fields changed (None leaves a field as it is), validated again."""
+        return TrainConfig(**{**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
+
+    @classmethod
+    def resolve(cls, config_file: str | Path | None = None, **flags) -> "TrainConfig":
+        """The config a command line asks for: TrainConfig's defaults, then the fields a TOML file sets, then every
+        flag that was given (None: not given)."""
+        from_file = cls.read_toml(config_file) if config_file is not None else {}
+        try:
+            cls(**from_file)  # the file's own values first, so an error can name the file
+        except ConfigError as e:
+            raise ConfigError(f"{config_file}: {e}") from None
+        return cls(**{**from_file, **{k: v for k, v in flags.items() if v is not None}})
+
+    def to_toml(self) -> str:
+        """The config as a TOML file a user can commit and re-run (`digitlab train --config FILE`); fields that
+        are None (their default) are left out, as TOML has no null."""
+        header = "# digitlab TrainConfig: `digitlab train --config THIS_FILE` runs it; any flag overrides a field.\n"
+        return header + tomli_w.dumps({k: v for k, v in self.to_dict().items() if v is not None})
+
+    @classmethod
+    def read_toml(cls, path: str | Path) -> dict:
+        """The fields a TOML config file sets (checked against TrainConfig's), to be overridden by flags and then
+        validated as a whole. A missing file, bad TOML or an unknown field is a ConfigError naming it."""
+        path = Path(path)
+        try:
+            fields_set = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file. `digitlab train --print-config` prints one to start "
+                              f"from.") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"{path}: not a readable TOML file ({e}). Fix the line it names.") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(fields_set) - known)
+        if unknown:
+            raise ConfigError(f"{path}: unknown field(s) {', '.join(unknown)}; a config file sets TrainConfig's "
+                              f"fields: {', '.join(sorted(known))}.")
+        types = {f.name: f.type for f in fields(cls)}  # strings such as "int" or "str | None" (postponed annotations)
+        for name, value in fields_set.items():
+            if not fits(value, types[name]):
+                raise ConfigError(f"{path}: {name} = {value!r} should be of type {types[name]}.")
+        return fields_set
+
+
+def fits(value, annotation: str) -> bool:
+    """Whether a value read from TOML fits a field annotated `annotation` (an int is a float too, a bool is not
+    a number)."""
+    allowed = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+    kinds = [allowed[t.strip()] for t in annotation.split("|") if t.strip() in allowed]
+    return any(isinstance(value, k) and not (isinstance(value, bool) and bool not in k) for k in kinds)

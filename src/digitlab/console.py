@@ -53,3 +53,23 @@ def runs_table(rows: Sequence[dict], title: str) -> Table:
         table.add_row(r["run"], str(r["task"]), str(r["model"]), str(r["epochs"]), num(r["accuracy"], ".4f"),
                       num(r["best_accuracy"], ".4f"), num(r["seconds"], ".1f"), r["status"])
     return table
+
+
+def compare_tables(comparison: dict) -> list[Table]:
+    """`digitlab runs --compare`: the config fields that differ (one column per run), then the final metrics."""
+    names = [run.rstrip("/").rsplit("/", 1)[-1] for run in comparison["runs"]]
+    fmt = lambda v: "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    diffs = Table(title="config differences" if comparison["differences"] else "the configs are identical")
+    diffs.add_column("field", style="bold")
+    for name in names:
+        diffs.add_column(name, justify="right")
+    for field, values in comparison["differences"].items():
+        diffs.add_row(field, *map(fmt, values))
+    metrics = Table(title="final metrics")
+    columns = [k for k in comparison["metrics"][0] if k != "run"]
+    metrics.add_column("run", style="bold")
+    for col in columns:
+        metrics.add_column(col, justify="right")
+    for name, row in zip(names, comparison["metrics"]):
+        metrics.add_row(name, *(fmt(row[c]) for c in columns))
+    return [diffs, metrics]

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 
 from .errors import DigitlabError
+from .runs import resolve_model_file
+from .weights import INPUT_SPEC, load_model
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 META_FILE = "digitlab.json"
@@ -24,13 +26,14 @@ class ExportError(DigitlabError, RuntimeError):
 
 
 def example_input(n: int = 2) -> torch.Tensor:
+    """n random inputs (N, 1, 28, 28) in [0, 1], the same on every call."""
     return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 
 
 def export_onnx(model: torch.nn.Module, path: str | Path, meta: dict) -> Path:
     """Write an ONNX file with a dynamic batch dimension; meta goes into the model's metadata_props."""
     try:
-        import onnx
+        import onnx  # deferred: an optional extra, and slow to import
     except ImportError:
         raise ExportError("ONNX export needs the onnx packages: pip install 'digitlab[export]'.") from None
     path = Path(path)
@@ -63,13 +66,14 @@ def export_torchscript(model: torch.nn.Module, path: str | Path, meta: dict) -> 
 
 def run_onnx(path: str | Path, x: torch.Tensor) -> torch.Tensor:
     """Scores from an ONNX file by onnxruntime on the CPU."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # deferred: an optional extra, and slow to import
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
 
 
 def run_torchscript(path: str | Path, x: torch.Tensor) -> torch.Tensor:
+    """Scores from a TorchScript file on the CPU."""
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         return torch.jit.load(str(path), map_location="cpu")(x)
@@ -90,9 +94,6 @@ def export_model(run_or_file: str | Path, fmt: str = "onnx", out: str | Path | N
     """Export a run's model; check it on `check_images` (N, 28, 28) in [0, 1] (default: random inputs).
 
     Raises ExportError when the export does not give the same labels."""
-    from .runs import resolve_model_file
-    from .weights import INPUT_SPEC, load_model
-
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
     src = resolve_model_file(run_or_file)

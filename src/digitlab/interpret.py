@@ -10,7 +10,9 @@ from typing import Sequence
 import torch
 
 from .data.mnist import Split
+from .inference import class_probs
 from .train.metrics import exact_accuracy
+from .viz.figures import confusion_figure, image_grid_figure
 
 
 def confusion_matrix(actual: torch.Tensor, preds: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -30,9 +32,7 @@ class Interpretation:
     @classmethod
     def from_model(cls, model: torch.nn.Module, split: Split, classes: Sequence[int]) -> "Interpretation":
         """Run the model over the split in eval mode (batched) and keep its probabilities."""
-        from .train.trainer import predict_probs
-
-        return cls(split.images, split.labels, predict_probs(model, split.images), list(classes))
+        return cls(split.images, split.labels, class_probs(model, split.images), list(classes))
 
     @property
     def preds(self) -> torch.Tensor:
@@ -79,14 +79,10 @@ class Interpretation:
 
     def plot_confusion_matrix(self, title: str | None = None):
         """The confusion matrix as a figure, counts printed in each cell."""
-        from .viz.figures import confusion_figure
-
         return confusion_figure(self.confusion_matrix(), self.classes, title)
 
     def plot_top_losses(self, k: int = 9):
         """The k worst images, each titled predicted/actual/loss/probability (fastai's plot_top_losses)."""
-        from .viz.figures import image_grid_figure
-
         rows = self.top_losses(k)
         titles = [f"{r['predicted']}/{r['actual']} / {r['loss']:.2f} / {r['probability']:.2f}" for r in rows]
         fig = image_grid_figure([self.images[r["index"]] for r in rows], titles)
@@ -97,8 +93,6 @@ class Interpretation:
 def show_batch(images: torch.Tensor, labels: Sequence | torch.Tensor, classes: Sequence[int] | None = None,
                n: int = 9):
     """The first n images with their labels (digits, or class indices mapped through `classes`)."""
-    from .viz.figures import image_grid_figure
-
     images = images[:n]
     if images.dim() == 4:  # (N, 1, 28, 28) batches from a DataLoader
         images = images[:, 0]

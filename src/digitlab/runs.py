@@ -19,12 +19,26 @@ import sys
 import time
 from pathlib import Path
 
+from collections.abc import Callable, Iterable
+
 import torch
 
-from .errors import DigitlabError
+from .config import TrainConfig
+from .errors import ConfigError, DigitlabError
+from .interpret import Interpretation
+from .report import write_report
+from .train import distributed
+from .train.callback import Callback
+from .train.fit import fit
+from .train.result import TrainResult
+from .train.runtime import resolve_device
+from .train.tensorboard import RunWriter, TensorBoardLog, writer_or_none
+from .viz.figures import curves_figure, new_figure, save, weights_figure
+from .weights import save_model
 
 RUNS_ROOT = Path("runs")
 MODEL_FILE = "model.safetensors"
+TENSORBOARD_DIR = "tensorboard"
 
 
 def new_run_dir(root: str | Path = RUNS_ROOT, name: str | None = None, label: str = "run") -> Path:
@@ -96,55 +110,72 @@ def list_runs(root: str | Path = RUNS_ROOT) -> list[dict]:
     return rows
 
 
-def record_run(result, cfg, run: Path, plots: bool = True) -> Path:
-    """Write a finished TrainResult into the run folder: config, metrics, weights, summary, plots, report."""
-    from .interpret import Interpretation
-    from .report import write_report
-    from .weights import save_model
-
-    device = result.summary.get("device")
-    write_json(run / "config.json", {"config": cfg.to_dict(), "environment": environment(device),
-                                     "params": result.summary.get("params")})
-    write_metrics(run, result.recorder.logs)
+def record_run(result: TrainResult, run: Path, plots: bool = True, live: RunWriter | None = None) -> Path:
+    """Write a finished run of either engine into its folder: config (JSON and TOML), metrics, weights, summary,
+    the interpretation of its final predictions, plots, TensorBoard event files and the report. `live` is the
+    writer that logged the run while it trained (otherwise its history is written to TensorBoard now)."""
+    cfg = result.config
+    write_config(run, cfg, {"environment": environment(result.summary["device"]), "params": result.summary["params"]})
+    write_metrics(run, result.history)
     meta = {"model": cfg.model, "classes": result.summary["classes"], "task": cfg.task,
             "accuracy": result.summary["accuracy"], "trained": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "epochs": result.summary["epochs_done"], "config": cfg.to_dict()}
-    save_model(result.learn.model, run / MODEL_FILE, meta)
+    save_model(result.model, run / MODEL_FILE, meta)
     write_json(run / "summary.json", result.summary)
     interp = None
-    if result.data is not None:
-        valid, classes = result.data.valid, result.summary["classes"]
-        interp = (Interpretation(valid.images, valid.labels, result.probs, list(classes)) if result.probs is not None
-                  else Interpretation.from_model(result.learn.model, valid, classes))  # fit's final pass, not a second one
+    if result.data is not None and result.probs is not None:  # the final scoring pass, not a second one
+        valid = result.data.valid
+        interp = Interpretation(valid.images, valid.labels, result.probs, list(result.summary["classes"]))
         write_json(run / "interpretation.json", interp.to_dict())
-    if plots:
-        write_run_plots(result, run / "plots", interp, cfg.model)
+    figures = run_figures(result, interp) if plots else {}
+    for name, fig in figures.items():
+        save(fig, run / "plots" / f"{name}.png")
+    write_tensorboard(result, run, figures, live)
     write_report(run)
     return run
 
 
-def write_run_plots(result, folder: Path, interp=None, model_name: str | None = None) -> list[Path]:
-    """Loss and accuracy curves, the learning rate per batch, the confusion matrix and top losses, and a linear
-    model's weights as one 28x28 image per class."""
-    from .viz.figures import curves_figure, new_figure, save, weights_figure
+def write_config(run: Path, cfg: TrainConfig, extra: dict) -> None:
+    """config.json (the config with the environment it ran in) and config.toml (the config alone, to re-run:
+    `digitlab train --config RUN/config.toml`)."""
+    write_json(run / "config.json", {"config": cfg.to_dict(), **extra})
+    (run / "config.toml").write_text(cfg.to_toml())
 
-    rec = result.recorder
-    paths = [save(curves_figure(rec.logs, rec.losses, "accuracy"), folder / "curves.png")]
-    if rec.lrs:
+
+def write_tensorboard(result: TrainResult, run: Path, figures: dict, live: RunWriter | None) -> None:
+    """The run's hyperparameters with its final metrics, and its figures, in run/tensorboard (with the whole
+    history too when nothing logged it live)."""
+    writer = live or writer_or_none(run / TENSORBOARD_DIR)
+    if writer is None:
+        return
+    if live is None:
+        writer.history(result.history, result.batch_losses, result.lrs)
+    s = result.summary
+    writer.hparams(result.config.to_dict(), {"accuracy": s["accuracy"], "valid_loss": s["valid_loss"],
+                                             "train_seconds": s["train_seconds"]})
+    for name, fig in figures.items():
+        writer.figure(name, fig)
+    writer.close()
+
+
+def run_figures(result: TrainResult, interp: Interpretation | None = None) -> dict:
+    """name -> figure: loss and accuracy curves, the learning rate per batch, the confusion matrix and top losses,
+    and a linear model's weights as one 28x28 image per class."""
+    figures = {"curves": curves_figure(result.history, result.batch_losses, "accuracy")}
+    if result.lrs:
         fig, ax = new_figure(6, 3)
-        ax.plot(range(1, len(rec.lrs) + 1), rec.lrs)
+        ax.plot(range(1, len(result.lrs) + 1), result.lrs)
         ax.set_xlabel("batch")
         ax.set_ylabel("learning rate")
         ax.grid(alpha=0.3)
-        paths.append(save(fig, folder / "lr_schedule.png"))
+        figures["lr_schedule"] = fig
     if interp is not None:
-        paths.append(save(interp.plot_confusion_matrix(f"confusion matrix (accuracy {interp.accuracy:.4f})"),
-                          folder / "confusion_matrix.png"))
-        paths.append(save(interp.plot_top_losses(10), folder / "top_losses.png"))
-    linear = linear_weight(result.learn.model) if model_name == "linear" else None
+        figures["confusion_matrix"] = interp.plot_confusion_matrix(f"confusion matrix (accuracy {interp.accuracy:.4f})")
+        figures["top_losses"] = interp.plot_top_losses(10)
+    linear = linear_weight(result.model) if result.config.model == "linear" else None
     if linear is not None:
-        paths.append(save(weights_figure(linear, result.summary["classes"]), folder / "weights.png"))
-    return paths
+        figures["weights"] = weights_figure(linear, result.summary["classes"])
+    return figures
 
 
 def linear_weight(model) -> torch.Tensor | None:
@@ -153,3 +184,67 @@ def linear_weight(model) -> torch.Tensor | None:
     if len(layers) == 1 and layers[0].in_features == 28 * 28:
         return layers[0].weight.detach().cpu()
     return None
+
+
+def start_run(cfg: TrainConfig, runs_root: str | Path = RUNS_ROOT, name: str | None = None) -> Path:
+    """Create the run folder and write config.json first, so that an interrupted run can be resumed."""
+    run = new_run_dir(runs_root, name, f"{cfg.task}-{cfg.model}")
+    write_config(run, cfg, {"environment": environment(resolve_device(cfg.device))})
+    return run
+
+
+def run_config(run: str | Path) -> TrainConfig:
+    """The config a run folder was started with."""
+    path = Path(run) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{run}: not a run folder (no config.json). `digitlab runs` lists the runs.")
+    return TrainConfig.from_dict(json.loads(path.read_text())["config"])
+
+
+def train_run(cfg: TrainConfig | None = None, runs_root: str | Path = RUNS_ROOT, name: str | None = None,
+              resume: str | Path | None = None, checkpoint_every: int | None = None,
+              cbs: Iterable[Callback] = (), plots: bool = True,
+              on_epoch: Callable[[dict], None] | None = None) -> tuple[Path, TrainResult]:
+    """`digitlab train`: a new run folder (or, with `resume`, an interrupted one continued exactly), training
+    with checkpoints, then the run record (metrics, weights, plots, report). (run folder, result)
+
+    Under torchrun every process trains; only rank 0 writes, and only rank 0 runs the callbacks in `cbs`
+    (progress display). Other ranks learn the run folder from rank 0.
+    """
+    rank, world_size, _ = distributed.world()
+    if resume is not None:
+        run, cfg = Path(resume), run_config(resume)
+    else:
+        run = start_run(cfg, runs_root, name) if rank == 0 else None
+    try:
+        if world_size > 1 and resume is None:
+            run = Path(distributed.broadcast_from_rank0(str(run) if run else "", resolve_device(cfg.device)))
+        live = writer_or_none(run / TENSORBOARD_DIR) if rank == 0 else None
+        cbs, on_epoch = live_logging(live, cfg.engine, cbs if rank == 0 else [], on_epoch if rank == 0 else None)
+        result = fit(cfg, cbs, run_dir=run, resume=resume is not None, checkpoint_every=checkpoint_every,
+                     on_epoch=on_epoch)
+        if live is not None and cfg.engine == "fast":
+            live.steps("lr", result.lrs)  # the fast engine's schedule is known only as a whole
+        if rank == 0:
+            record_run(result, run, plots, live)
+    finally:
+        distributed.shutdown()
+    return run, result
+
+
+def live_logging(writer: RunWriter | None, engine: str, cbs: Iterable[Callback],
+                 on_epoch: Callable[[dict], None] | None) -> tuple[list[Callback], Callable[[dict], None] | None]:
+    """The Learner callbacks and the per-epoch hook, with TensorBoard logging added while training runs: a
+    callback on the Learner engine (per-step loss and lr, per-epoch metrics), the hook on the fast engine
+    (which takes no callbacks)."""
+    cbs = list(cbs)
+    if writer is None:
+        return cbs, on_epoch
+    if engine == "learner":
+        return [*cbs, TensorBoardLog(writer)], on_epoch
+
+    def log_epoch(log: dict) -> None:
+        writer.epoch(log)
+        if on_epoch is not None:
+            on_epoch(log)
+    return cbs, log_epoch

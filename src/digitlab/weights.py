@@ -10,10 +10,13 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from .errors import DigitlabError
 from .fileio import atomic_write
+from .models.registry import MODELS, build_model
 
 META_KEY = "digitlab"
 INPUT_SPEC = "float32 (N, 1, 28, 28) in [0, 1], bright ink on a dark background, digit centred by mass (as MNIST)"
@@ -25,8 +28,6 @@ class WeightsError(DigitlabError, ValueError):
 
 def save_model(model: nn.Module, path: str | Path, meta: dict) -> Path:
     """Write the model's state as safetensors; `meta` must name `model` (registry name) and `classes`."""
-    from safetensors.torch import save_file
-
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {**meta, "input": INPUT_SPEC}
     return atomic_write(Path(path), lambda tmp: save_file(state, str(tmp), metadata={META_KEY: json.dumps(meta)}))
@@ -34,8 +35,6 @@ def save_model(model: nn.Module, path: str | Path, meta: dict) -> Path:
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors and the digitlab metadata of a safetensors file."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file. Give a run folder or a .safetensors file.")
@@ -57,8 +56,6 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     """Rebuild the model named in the file's metadata and load its weights, strictly; eval mode."""
-    from .models.registry import MODELS, build_model
-
     tensors, meta = read_weights(path)
     if meta["model"] not in MODELS:
         raise WeightsError(f"{path}: made for model {meta['model']!r}, which this digitlab does not know "

@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..viz.figures import new_figure, plot_function
+
 
 def f(x: torch.Tensor) -> torch.Tensor:
+    """The book's f: x**2."""
     return x**2
 
 
@@ -26,6 +29,7 @@ def quadratic(t: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
 
 
 def mse(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean squared error."""
     return ((preds - targets) ** 2).mean()
 
 
@@ -61,8 +65,6 @@ class RollerCoaster:
 
 def roller_coaster_figure(rc: RollerCoaster, preds: list[torch.Tensor], panels: int = 4):
     """The data and the fitted curve at `panels` steps spread over the run, showing the fit improving."""
-    from ..viz.figures import new_figure
-
     fig, axes = new_figure(3 * panels, 3, 1, panels)
     steps = torch.linspace(0, len(preds) - 1, panels).round().long().tolist()
     for ax, step in zip(axes, steps):
@@ -78,8 +80,6 @@ FUNCTIONS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "square": f}
 
 def gradient_figure(x: float = 3.0):
     """x**2 with the point (x, x**2) and the tangent line whose slope autograd computed."""
-    from ..viz.figures import plot_function
-
     y, g = gradient_at(x)
     fig = plot_function(f, "x", "x**2", f"gradient of x**2 at {x:g} is {g:g}", min=-abs(x) - 1, max=abs(x) + 1)
     ax = fig.axes[0]

@@ -1,4 +1,5 @@
-"""`digitlab reproduce`: the chapter's stages 2 to 5 in one run, a table against the book, and the pictures."""
+"""`digitlab reproduce`: the chapter's stages by name, run in one go (two processes where that helps), a table
+against the book, and the pictures."""
 
 from __future__ import annotations
 
@@ -17,7 +18,21 @@ import torch
 from ..errors import ConfigError
 from ..train.callbacks import Recorder
 from ..viz.plotter import Plotter, can_fork, render
-from .stages import EXTRA_STAGES, STAGES, ChapterData, StageResult
+from .resnet_stage import stage_resnet18
+from .stages import (ChapterData, StageResult, stage_linear_basic_optim, stage_linear_by_hand, stage_linear_learner,
+                     stage_linear_sgd, stage_pixel_similarity, stage_simple_net, stage_simple_net_by_hand)
+
+# The book's table, in its order; EXTRA_STAGES run only when named (`--stage NAME`).
+STAGES: dict[str, Callable[..., StageResult]] = {
+    "pixel_similarity": stage_pixel_similarity,
+    "linear_by_hand": stage_linear_by_hand,
+    "linear_basic_optim": stage_linear_basic_optim,
+    "linear_sgd": stage_linear_sgd,
+    "linear_learner": stage_linear_learner,
+    "simple_net": stage_simple_net,
+}
+EXTRA_STAGES: dict[str, Callable[..., StageResult]] = {"simple_net_by_hand": stage_simple_net_by_hand,
+                                                       "resnet18": stage_resnet18}
 
 # Rough seconds of each stage on one thread of this 2-core machine: the costliest is the one forked off.
 # Only these small stages are split over two processes; others (resnet18) want both cores in one process.

@@ -1,6 +1,7 @@
 """The chapter's stages 2 to 5 as functions that each train from scratch and return a StageResult.
 
-Every stage uses the same 3-vs-7 tensors and the same seed; each line of code mirrors a step of the book.
+Every stage uses the same 3-vs-7 tensors and the same seed; each line of code mirrors a step of the book. The
+last stage, resnet18, is in resnet_stage.py; reproduce.py holds the table of stages by name.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class ChapterData:
 
 @dataclass
 class StageResult:
+    """One stage's final accuracy against the book's, with its history and what it trained."""
     stage: str
     accuracy: float
     book: float
@@ -156,22 +158,3 @@ def stage_simple_net_by_hand(data: ChapterData, seed: int = 42, epochs: int = 40
     learn.fit(epochs, lr)
     history = [round(log["batch_accuracy"], 4) for log in rec.logs]
     return StageResult("simple net by hand", history[-1], 0.9828, epochs, 0.0, history, {"model": model, "recorder": rec})
-
-
-def stage_resnet18(data: ChapterData, seed: int = 42, epochs: int = 1, lr: float = 0.1) -> StageResult:
-    """The chapter's end, fastai's cnn_learner(dls, resnet18, pretrained=False) + fit_one_cycle(1, 0.1), built
-    from scratch: see resnet_stage.py (imported here on use: it builds on this module)."""
-    from .resnet_stage import stage_resnet18 as run
-
-    return run(data, seed, epochs, lr)
-
-
-STAGES = {
-    "pixel_similarity": stage_pixel_similarity,
-    "linear_by_hand": stage_linear_by_hand,
-    "linear_basic_optim": stage_linear_basic_optim,
-    "linear_sgd": stage_linear_sgd,
-    "linear_learner": stage_linear_learner,
-    "simple_net": stage_simple_net,
-}
-EXTRA_STAGES = {"simple_net_by_hand": stage_simple_net_by_hand, "resnet18": stage_resnet18}

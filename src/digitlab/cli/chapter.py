@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from ..console import dict_table, stage_table
 from ..errors import DigitlabError
 from .app import DataOpt, app, out
 
@@ -36,17 +37,16 @@ def reproduce(
 
     Example: [bold]digitlab reproduce --out reproduce --seed 42[/]
     """
-    from ..viz.plotter import Plotter
+    from ..viz.plotter import Plotter  # deferred: imports numpy; keeps --help fast
 
     # Forked before torch is imported: the plotter's matplotlib import runs on the other core meanwhile.
     with Plotter(fork=processes > 1) if plots else nullcontext() as plotter:
-        from ..chapter.reproduce import run_stages, send_plots, table_rows, write_tables
-        from ..chapter.stages import ChapterData
-        from ..console import stage_table
+        from ..chapter.reproduce import run_stages, send_plots, table_rows, write_tables  # deferred: torch, post-fork
+        from ..chapter.stages import ChapterData  # deferred: torch, post-fork
 
         done = []
 
-        def report(r):
+        def on_stage_done(r):
             done.append(r)
             if plotter:  # the pictures whose data is complete are drawn while later stages train
                 send_plots(plotter, done, out_dir, final=False)
@@ -54,7 +54,7 @@ def reproduce(
                 hist = " ".join(f"{a:.4f}" for a in r.history) if r.history else f"{r.accuracy:.4f}"
                 out.print(f"[bold]{r.stage}[/] ({r.seconds:.2f}s): {hist}", highlight=False)
 
-        results = run_stages(stages, seed, ChapterData.load(data), report, processes)
+        results = run_stages(stages, seed, ChapterData.load(data), on_stage_done, processes)
         rows = table_rows(results)
         files = write_tables(rows, out_dir, seed, processes)
         if plotter:
@@ -83,15 +83,15 @@ def show(
 
     Example: [bold]digitlab show 0 --digit 3 --png three.png[/]
     """
-    from ..data.mnist import pick_image
-    from ..viz.terminal import grey_table
+    from ..data.mnist import pick_image  # deferred: imports torch; keeps --help fast
+    from ..viz.figures import grey_table_figure, save  # deferred: imports numpy; keeps --help fast
+    from ..viz.terminal import grey_table  # deferred: imports numpy; keeps --help fast
 
     img, label = pick_image(split, index, digit, data)
     out.print(f"{split} image {index}{'' if digit is None else f' of the {digit}s'}: label {label}, "
               f"rows 4-14, columns 4-21", highlight=False)
     out.print(grey_table(img))
     if png:
-        from ..viz.figures import grey_table_figure, save
         out.print(f"wrote {save(grey_table_figure(img), png, dpi=110)}", highlight=False)
 
 
@@ -101,8 +101,7 @@ def data_info(data: Optional[Path] = DataOpt):
 
     Example: [bold]digitlab data info[/]
     """
-    from ..console import dict_table
-    from ..data.mnist import data_dir, load_mnist
+    from ..data.mnist import data_dir, load_mnist  # deferred: imports torch; keeps --help fast
 
     splits = load_mnist(data)
     out.print(f"data folder: {data_dir(data)} (sha256 of every file verified)", highlight=False)
@@ -121,7 +120,7 @@ def data_export(
 
     Example: [bold]digitlab data export mnist_sample --task 3v7[/]
     """
-    from ..data.folders import export_dataset
+    from ..data.folders import export_dataset  # deferred: imports torch and PIL; keeps --help fast
 
     counts = export_dataset(dest, task, data)
     for split, per_label in counts.items():
@@ -135,12 +134,12 @@ def demo_gradient(x: float = typer.Option(3.0, help="Where to take the gradient 
 
     Example: [bold]digitlab demo gradient --x 3 --png gradient.png[/]
     """
-    from ..chapter.calculus import gradient_at, gradient_figure
+    from ..chapter.calculus import gradient_at, gradient_figure  # deferred: imports torch; keeps --help fast
+    from ..viz.figures import save  # deferred: imports numpy; keeps --help fast
 
     y, g = gradient_at(x)
     out.print(f"f(x) = x**2 at x = {x:g}: f = {y:g}, gradient (by autograd) = {g:g}, 2*x = {2 * x:g}", highlight=False)
     if png:
-        from ..viz.figures import save
         out.print(f"wrote {save(gradient_figure(x), png)}", highlight=False)
 
 
@@ -151,7 +150,8 @@ def demo_sgd(steps: int = typer.Option(10, help="Gradient steps."), lr: float = 
 
     Example: [bold]digitlab demo sgd --steps 10[/]
     """
-    from ..chapter.calculus import RollerCoaster, roller_coaster_figure
+    from ..chapter.calculus import RollerCoaster, roller_coaster_figure  # deferred: imports torch; keeps --help fast
+    from ..viz.figures import save  # deferred: imports numpy; keeps --help fast
 
     rc = RollerCoaster(seed=seed, lr=lr)
     losses, preds = rc.fit(steps)
@@ -159,7 +159,6 @@ def demo_sgd(steps: int = typer.Option(10, help="Gradient steps."), lr: float = 
         out.print(f"step {i:3d}  loss {loss:.4f}", highlight=False)
     out.print(f"params a, b, c = {', '.join(f'{p:.4f}' for p in rc.params.tolist())}", highlight=False)
     if png:
-        from ..viz.figures import save
         out.print(f"wrote {save(roller_coaster_figure(rc, preds), png)}", highlight=False)
 
 
@@ -170,8 +169,8 @@ def demo_plot(fn: str = typer.Argument("relu", help="relu, sigmoid or square."),
 
     Example: [bold]digitlab demo plot sigmoid --png sigmoid.png[/]
     """
-    from ..chapter.calculus import FUNCTIONS
-    from ..viz.figures import plot_function, save
+    from ..chapter.calculus import FUNCTIONS  # deferred: imports torch; keeps --help fast
+    from ..viz.figures import plot_function, save  # deferred: imports numpy; keeps --help fast
 
     if fn not in FUNCTIONS:
         raise DigitlabError(f"unknown function {fn!r}; choose one of {', '.join(FUNCTIONS)}.")

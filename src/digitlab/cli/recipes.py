@@ -23,6 +23,8 @@ def recipe(
     run_name: Optional[str] = typer.Option(None, "--name", help="Run folder name (default: date-time-recipe)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     seeds: Optional[int] = typer.Option(None, help="For an ensemble recipe: models of each member (default 5)."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the recipe's TrainConfig as TOML (for "
+                                      "`digitlab train --config`) and exit."),
     data: Optional[Path] = DataOpt,
 ):
     """Train a named recipe and write a run folder (the best-* recipes run the fast path: meant for a GPU). An
@@ -31,9 +33,15 @@ def recipe(
 
     Example: [bold]digitlab recipe default --seed 1[/]
     """
-    from ..errors import ConfigError
-    from ..recipes import ENSEMBLES, get_recipe, train_ensemble, train_recipe
+    from ..errors import ConfigError  # deferred: keeps --help fast
+    from ..recipes import ENSEMBLES, get_recipe, train_ensemble, train_recipe  # deferred: keeps --help fast
 
+    if print_config:
+        if name in ENSEMBLES:
+            raise ConfigError(f"{name!r} is an ensemble of recipes ({', '.join(m.name for m in ENSEMBLES[name].members)}"
+                              "); print each member's config.")
+        print(get_recipe(name).train_config(seed=seed, epochs=epochs, device=device).to_toml(), end="")
+        return 0
     printer = None if as_json else lambda *a, **k: out.print(*a, **k, highlight=False)
     if name in ENSEMBLES:
         folder, s = train_ensemble(ENSEMBLES[name], runs, run_name, printer, seed=seed or 0, epochs=epochs,
@@ -69,7 +77,7 @@ def ensemble(
 
     Example: [bold]digitlab ensemble runs/best-1 runs/best-2 runs/best-3 --tta[/]
     """
-    from ..recipes import ensemble_evaluate
+    from ..recipes import ensemble_evaluate  # deferred: keeps --help fast
 
     res = ensemble_evaluate([str(r) for r in runs], tta, data)
     if as_json:
@@ -100,11 +108,11 @@ def lr_find_cmd(
 
     Example: [bold]digitlab lr-find --model resnet18 --task 3v7 --bs 64[/]
     """
-    from ..config import TrainConfig
-    from ..data.tasks import load_task
-    from ..train.lr_find import lr_find_figure
-    from ..train.trainer import build_learner, resolve_device
-    from ..viz.figures import save
+    from ..config import TrainConfig  # deferred: keeps --help fast
+    from ..data.tasks import load_task  # deferred: keeps --help fast
+    from ..train.lr_find import lr_find_figure  # deferred: keeps --help fast
+    from ..train.fit import build_learner, resolve_device  # deferred: keeps --help fast
+    from ..viz.figures import save  # deferred: keeps --help fast
 
     cfg = TrainConfig(task=task, model=model, bs=bs, opt=opt, seed=seed, device=device, schedule="constant",
                       data=str(data) if data else None)

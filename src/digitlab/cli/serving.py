@@ -12,7 +12,7 @@ from .app import app, err
 
 @app.command()
 def serve(run: Optional[Path] = typer.Argument(None, help="A run folder or a .safetensors file "
-                                               "[default: the shipped pretrained/digits-cnn.safetensors]."),
+                                               "[default: the model shipped in the package, digits-cnn.safetensors]."),
           host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 opens it to other machines."),
           port: int = typer.Option(8000, help="Port to listen on; 0 picks a free one (printed)."),
           max_body: int = typer.Option(1 << 20, help="Largest request body in bytes; bigger ones get 413."),
@@ -23,11 +23,10 @@ def serve(run: Optional[Path] = typer.Argument(None, help="A run folder or a .sa
 
     Example: [bold]digitlab serve runs/my-run --port 8000[/]
     """
-    import torch
+    import torch  # deferred: keeps --help fast
 
-    from ..runs import resolve_model_file
-    from ..serve import bind, create_app, default_model_file
-    from ..serve import run as run_server
+    from ..runs import resolve_model_file  # deferred: imports torch; keeps --help fast
+    from ..serve import bind, create_app, default_model_file, run as run_server  # deferred: fastapi, torch
 
     torch.set_num_threads(threads)
     model_file = resolve_model_file(run) if run else default_model_file()

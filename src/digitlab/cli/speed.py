@@ -20,7 +20,7 @@ def speedrun(target: float = typer.Option(0.99, help="Test accuracy to reach: 0.
 
     Example: [bold]digitlab speedrun --target 0.99 --seeds 3[/]
     """
-    from ..speedrun import speedrun as run
+    from ..speedrun import speedrun as run  # deferred: keeps --help fast
 
     res = run(target, tuple(range(seeds)), device)
     if as_json:

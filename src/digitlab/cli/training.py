@@ -27,6 +27,13 @@ def train(
     augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="Random shifts, rotations and scaling of training batches."),
     seed: Optional[int] = typer.Option(None, help="Seed for weights, data order and augmentation."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
+    engine: Optional[str] = typer.Option(None, help="learner (callbacks, checkpoints, resume, --nproc) or fast "
+                                         "(data on the device, CUDA graph; one-cycle SGD only). [default: learner]"),
+    tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Score the final model with test-time "
+                                       "augmentation (one-pixel shifts)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A TOML file of TrainConfig fields (a run's "
+                                          "config.toml, `digitlab recipe NAME --print-config`); flags override it."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as TOML and exit."),
     runs: Path = typer.Option(Path("runs"), "--runs", help="Folder that holds run folders."),
     name: Optional[str] = typer.Option(None, help="Run folder name (default: date-time-task-model)."),
     resume: Optional[Path] = typer.Option(None, help="Continue an interrupted run folder from its checkpoint "
@@ -38,32 +45,43 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="No progress; print the summary as JSON (for scripts)."),
     data: Optional[Path] = DataOpt,
 ):
-    """Train a model and write a run folder (config, metrics, weights, plots, report.html). Unset options take
-    the defaults of digitlab.config.TrainConfig (the default recipe). On a terminal a bar shows each epoch's
-    progress; piped into a file, one plain line per epoch.
+    """Train a model and write a run folder (config.json and config.toml, metrics, weights, plots, TensorBoard
+    events, report.html). Unset options take the --config file's fields, else the defaults of
+    digitlab.config.TrainConfig (the default recipe). On a terminal a bar shows each epoch's progress; piped
+    into a file, one plain line per epoch.
 
     Example: [bold]digitlab train --task digits --model cnn --epochs 3 --lr 0.05[/]
+    Example: [bold]digitlab train --config runs/my-run/config.toml --seed 2[/]
     Example: [bold]digitlab train --task 3v7 --model linear --epochs 1 --name first[/]
     """
-    from ..config import TrainConfig
-    from ..train.progress import ProgressCallback
-    from ..train.distributed import world
-    from ..train.trainer import divergence_message, train_run
+    from ..config import TrainConfig  # deferred: keeps --help fast
+    from ..train.progress import ProgressCallback  # deferred: keeps --help fast
+    from ..train.distributed import world  # deferred: keeps --help fast
+    from ..recipes import epoch_line  # deferred: keeps --help fast
+    from ..runs import train_run  # deferred: keeps --help fast
+    from ..train.fit import divergence_message  # deferred: keeps --help fast
 
     rank = world()[0]
     if nproc and nproc > 1:  # re-run this very command under torchrun, without --nproc
-        import sys
+        import sys  # deferred: keeps --help fast
 
-        from ..train.distributed import launch
+        from ..train.distributed import launch  # deferred: keeps --help fast
         return launch(nproc, strip_option(sys.argv[1:], "--nproc"))
 
     given = dict(task=task, model=model, epochs=epochs, lr=lr, bs=bs, opt=opt, mom=mom, wd=wd, schedule=schedule,
-                 label_smoothing=label_smoothing, augment=augment, seed=seed, device=device,
+                 label_smoothing=label_smoothing, augment=augment, seed=seed, device=device, engine=engine, tta=tta,
                  data=str(data) if data else None)
-    cfg = None if resume else TrainConfig(**{k: v for k, v in given.items() if v is not None})
-    result = train_run(cfg, runs, name, resume, checkpoint_every,
-                       cbs=[ProgressCallback(out, "quiet" if quiet or as_json else "auto")])
-    s, run = result.summary, result.run_dir
+    cfg = None if resume else TrainConfig.resolve(config, **given)
+    if print_config:
+        print(cfg.to_toml() if cfg else Path(resume, "config.toml").read_text(), end="")
+        return 0
+    mode = "quiet" if quiet or as_json else "auto"
+    if (cfg or TrainConfig()).engine == "learner":
+        cbs, on_epoch = [ProgressCallback(out, mode)], None
+    else:  # the fast engine has no callbacks: one plain line per epoch
+        cbs, on_epoch = [], None if mode == "quiet" else lambda log: out.print(epoch_line(log), highlight=False)
+    run, result = train_run(cfg, runs, name, resume, checkpoint_every, cbs=cbs, on_epoch=on_epoch)
+    s = result.summary
     if rank != 0:  # under torchrun only rank 0 speaks
         return 0
     if as_json:
@@ -108,15 +126,15 @@ def evaluate(run: Path = typer.Argument(..., help="A run folder or a .safetensor
     Example: [bold]digitlab evaluate runs/20261126-120000-digits-cnn[/]
     Example: [bold]digitlab evaluate runs/my-run --uci-digits[/]
     """
-    from ..console import confusion_table, dict_table
-    from ..data.tasks import TASKS, load_task
-    from ..interpret import Interpretation
-    from ..predict import Classifier
+    from ..console import confusion_table, dict_table  # deferred: keeps --help fast
+    from ..data.tasks import load_task, task_of  # deferred: keeps --help fast
+    from ..interpret import Interpretation  # deferred: keeps --help fast
+    from ..predict import Classifier  # deferred: keeps --help fast
 
     clf = Classifier.load(run)
     if uci_digits:
         return evaluate_uci(clf, as_json)
-    task = clf.meta.get("task") or next(t for t, c in TASKS.items() if list(c) == clf.classes)
+    task = clf.meta.get("task") or task_of(clf.classes)
     interp = Interpretation.from_model(clf.model, load_task(task, data).valid, clf.classes)
     summary = {"task": task, "accuracy": interp.accuracy, "errors": int((interp.preds != interp.actual).sum()),
                "n": len(interp.actual), "loss": interp.losses.mean().item(), **interp.to_dict()}
@@ -131,8 +149,9 @@ def evaluate(run: Path = typer.Argument(..., help="A run folder or a .safetensor
 
 def evaluate_uci(clf, as_json: bool):
     """Accuracy on the UCI digits (8x8, 43 writers), each image prepared as `predict` prepares a user's image."""
-    from ..console import dict_table
-    from ..predict import accuracy_on, uci_digits
+    from ..console import dict_table  # deferred: keeps --help fast
+    from ..data.uci import uci_digits  # deferred: keeps --help fast
+    from ..predict import accuracy_on  # deferred: keeps --help fast
 
     images, labels = uci_digits()
     keep = np.isin(labels, clf.classes)
@@ -147,15 +166,23 @@ def evaluate_uci(clf, as_json: bool):
 
 
 @app.command("runs")
-def list_runs_cmd(runs: Path = typer.Option(Path("runs"), "--runs", help="Folder that holds run folders."),
+def list_runs_cmd(selected: Optional[list[str]] = typer.Argument(None, help="With --compare: run folders or glob "
+                                                                 "patterns such as 'runs/*-3v7-*'."),
+                  runs: Path = typer.Option(Path("runs"), "--runs", help="Folder that holds run folders."),
+                  compare: bool = typer.Option(False, "--compare", help="Compare the given runs: config "
+                                               "differences, final metrics, and learning curves in an HTML page."),
+                  html: Path = typer.Option(Path("compare.html"), "--html", help="Where --compare writes its page."),
                   as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
-    """List the runs, newest first, with their task, model, final and best accuracy.
+    """List the runs, newest first, with their task, model, final and best accuracy; or compare some.
 
     Example: [bold]digitlab runs --runs runs[/]
+    Example: [bold]digitlab runs --compare runs/a runs/b 'runs/*-seed*' --html compare.html[/]
     """
-    from ..console import runs_table
-    from ..runs import list_runs
+    from ..console import runs_table  # deferred: keeps --help fast
+    from ..runs import list_runs  # deferred: keeps --help fast
 
+    if compare or selected:
+        return compare_cmd(selected or [], html, as_json)
     rows = list_runs(runs)
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -163,6 +190,21 @@ def list_runs_cmd(runs: Path = typer.Option(Path("runs"), "--runs", help="Folder
         out.print(f"no runs in {runs}; `digitlab train` makes one (or pass --runs FOLDER).", highlight=False)
     else:
         out.print(runs_table(rows, f"runs in {runs}"))
+
+
+def compare_cmd(selected: list[str], html: Path, as_json: bool) -> None:
+    """`digitlab runs --compare`: tables in the terminal, curves in the HTML page."""
+    from ..compare import compare_runs, expand_runs, write_compare_page  # deferred: keeps --help fast
+    from ..console import compare_tables  # deferred: keeps --help fast
+
+    comparison = compare_runs(expand_runs(selected))
+    page = write_compare_page(comparison, html)
+    if as_json:
+        print(json.dumps({"html": str(page), **{k: v for k, v in comparison.items() if k != "histories"}}, indent=2))
+        return
+    for table in compare_tables(comparison):
+        out.print(table)
+    out.print(f"learning curves: {page}", highlight=False)
 
 
 @app.command()
@@ -179,7 +221,8 @@ def predict(run: Path = typer.Argument(..., help="A run folder or a .safetensors
     Example: [bold]digitlab predict runs/my-run my_digit.png[/]
     Example: [bold]digitlab predict runs/my-run photos/ --json --show seen/[/]
     """
-    from ..predict import Classifier, expand_paths, save_input
+    from ..data.images import expand_paths, save_input  # deferred: keeps --help fast
+    from ..predict import Classifier  # deferred: keeps --help fast
 
     clf = Classifier.load(run)
     outcomes = clf.predict_many(expand_paths(images))
@@ -218,8 +261,8 @@ def export_cmd(run: Path = typer.Argument(..., help="A run folder or a .safetens
     Example: [bold]digitlab export runs/my-run --format onnx[/]
     Example: [bold]digitlab export runs/my-run --format torchscript --out model.pt[/]
     """
-    from ..data.mnist import load_split
-    from ..export import export_model
+    from ..data.mnist import load_split  # deferred: keeps --help fast
+    from ..export import export_model  # deferred: keeps --help fast
 
     images = load_split("valid", data).images[:1000].float() / 255
     path, check = export_model(run, fmt, dest, images)

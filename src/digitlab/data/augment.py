@@ -2,7 +2,8 @@
 
 One random affine map per image, drawn from a seeded CPU generator (so a seed gives the same maps on CPU and GPU),
 applied to the whole batch at once with affine_grid + grid_sample. Pixels moved in from outside are black (0),
-as the background of an MNIST digit.
+as the background of an MNIST digit. Pure tensor functions: the Learner callback that applies them to every
+training batch is digitlab.train.callbacks.BatchAugment.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
-from ..train.learner import Callback
 
 
 def random_affine(n: int, g: torch.Generator, shift: float = 2.0, degrees: float = 10.0,
@@ -34,31 +33,3 @@ def augment_batch(xb: torch.Tensor, g: torch.Generator, shift: float = 2.0, degr
     theta = random_affine(len(xb), g, shift, degrees, scale).to(device=xb.device, dtype=xb.dtype)
     grid = F.affine_grid(theta, list(xb.shape), align_corners=False)  # (N, H, W, 2)
     return F.grid_sample(xb, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-class BatchAugment(Callback):
-    """Replace each training batch `learn.xb` with an augmented copy; validation batches are left alone.
-
-    The generator is seeded at the start of each fit, so the same seed gives the same augmented batches."""
-    order = 1  # before the model sees the batch, after nothing else
-
-    def __init__(self, seed: int = 0, shift: float = 2.0, degrees: float = 10.0, scale: float = 0.1):
-        self.seed, self.shift, self.degrees, self.scale = seed, shift, degrees, scale
-        self.g = torch.Generator().manual_seed(seed)
-
-    def before_fit(self, learn):
-        if not getattr(self, "restored", False):  # a resumed fit continues the restored generator
-            self.g = torch.Generator().manual_seed(self.seed)
-        self.restored = False
-
-    def state_dict(self) -> dict:
-        """The generator's state, so a resumed run draws the same augmentations (see train/checkpoint.py)."""
-        return {"generator": self.g.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.g.set_state(state["generator"])
-        self.restored = True
-
-    def before_batch(self, learn):
-        if learn.training:
-            learn.xb = augment_batch(learn.xb, self.g, self.shift, self.degrees, self.scale)

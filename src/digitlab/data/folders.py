@@ -13,7 +13,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
-from .mnist import Split
+from .mnist import Split, load_mnist
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -78,8 +78,6 @@ def load_folder(path: str | Path, skip_bad: bool = False) -> tuple[Split, list[s
 
 def export_dataset(dest: str | Path, task: str = "3v7", root=None) -> dict[str, dict[int, int]]:
     """Write train/ and valid/ image folders for '3v7' (the book's MNIST_SAMPLE) or 'digits' (all ten)."""
-    from .mnist import load_mnist
-
     if task not in ("3v7", "digits"):
         raise DataError(f"unknown task {task!r}; use 3v7 or digits.")
     counts = {}

@@ -1,4 +1,4 @@
-"""The MNIST files shipped in the repo: find them, verify their sha256, and cut the splits the book uses.
+"""The MNIST files shipped inside the package: find them, verify their sha256, and cut the splits the book uses.
 
 The "MNIST_SAMPLE" set of the book is exactly the 3s and 7s of these files: train from the training file,
 valid from the t10k (test) file.
@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import torch
@@ -27,7 +28,10 @@ FILES = {  # name -> sha256 of the uncompressed bytes, as published with the dat
 }
 SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
                "valid": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-REPO_DATA = Path(__file__).resolve().parents[3] / "data" / "mnist"  # <repo>/data/mnist in a source checkout
+
+# Found through importlib.resources, so it is wherever pip put the package (site-packages, or src/ when editable);
+# str() then Path: the reader needs a real folder, which every normal install is.
+SHIPPED_DATA = Path(str(files("digitlab") / "datasets" / "mnist"))
 
 
 @dataclass
@@ -46,11 +50,11 @@ class Split:
 
 
 def data_dir(root: str | Path | None = None) -> Path:
-    """Where the MNIST files are: `root`, else $DIGITLAB_DATA, else the repo's data/mnist."""
-    for candidate in (root, os.environ.get("DIGITLAB_DATA"), REPO_DATA):
+    """Where the MNIST files are: `root`, else $DIGITLAB_DATA, else the files shipped in the package."""
+    for candidate in (root, os.environ.get("DIGITLAB_DATA")):
         if candidate:
             return Path(candidate)
-    return REPO_DATA
+    return SHIPPED_DATA
 
 
 def find_file(root: Path, name: str) -> Path:

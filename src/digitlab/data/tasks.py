@@ -8,9 +8,19 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, DataError
+from .folders import load_folder
 from .mnist import Split, load_mnist
 
 TASKS: dict[str, tuple[int, ...]] = {"3v7": (3, 7), "digits": tuple(range(10))}
+
+
+def task_of(classes) -> str:
+    """The task whose classes these are (as saved in a model's metadata)."""
+    wanted = tuple(classes)
+    for name, task_classes in TASKS.items():
+        if task_classes == wanted:
+            return name
+    raise ConfigError(f"the classes {list(wanted)} are not those of a task ({', '.join(TASKS)}).")
 
 
 @dataclass
@@ -36,8 +46,6 @@ def is_image_folder_dataset(root: str | Path | None) -> bool:
 
 def load_folders(root: Path, classes: tuple[int, ...]) -> dict[str, Split]:
     """Both splits from image folders; a label folder that is not one of the task's classes is an error."""
-    from .folders import load_folder
-
     splits = {}
     for name in ("train", "valid"):
         split, _ = load_folder(root / name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from importlib.resources import files
 from pathlib import Path
 
 from ..errors import DigitlabError
@@ -13,12 +14,12 @@ PRETRAINED = "digits-cnn.safetensors"
 
 
 def default_model_file() -> Path:
-    """The small model shipped in the repo's pretrained/ folder (beside src/), or ./pretrained/."""
-    for folder in (Path(__file__).resolve().parents[3] / "pretrained", Path.cwd() / "pretrained"):
-        if (folder / PRETRAINED).is_file():
-            return folder / PRETRAINED
-    raise DigitlabError(f"no shipped model ({PRETRAINED}) found in pretrained/; give a run folder or a "
-                        f".safetensors file: `digitlab serve runs/<run>`.")
+    """The small model shipped inside the package (digitlab/pretrained/), found through importlib.resources."""
+    path = Path(str(files("digitlab") / "pretrained" / PRETRAINED))  # a real file for any normal install
+    if not path.is_file():
+        raise DigitlabError(f"no shipped model at {path}: the installed package is incomplete (reinstall digitlab), "
+                            f"or give a run folder or a .safetensors file: `digitlab serve runs/<run>`.")
+    return path
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -41,7 +42,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def run(app, sock: socket.socket, access_log: bool = False) -> None:
     """Serve `app` on the bound socket until SIGINT/SIGTERM (uvicorn, one process, one event loop)."""
-    import uvicorn
+    import uvicorn  # deferred: only a running server needs it, not building the app (tests, OpenAPI)
 
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(app, host=host, port=port, access_log=access_log, log_level="info",

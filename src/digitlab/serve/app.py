@@ -14,9 +14,8 @@ from __future__ import annotations
 import gc
 import hashlib
 import time
-from importlib import metadata
 from contextlib import asynccontextmanager
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
 import anyio
@@ -68,11 +67,13 @@ def model_info(clf: Classifier, path: Path) -> dict:
 
 
 def static_files() -> dict[str, bytes]:
+    """The page's files (STATIC) from the package, read once."""
     folder = resources.files(__package__) / "static"
     return {name: (folder / name).read_bytes() for name in STATIC}
 
 
 def error_response(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
+    """FastAPI's answer for a refusal: JSON {error, detail}."""
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
@@ -177,7 +178,7 @@ def create_app(model_file: str | Path, max_body: int = MAX_BODY, max_pixels: int
                                                           f"takes: use application/json, multipart/form-data or "
                                                           f"image/png, image/jpeg, image/webp.")
         probs = await batcher.predict(x)
-        return prediction(clf.classes, probs, x)
+        return prediction_json(clf.classes, probs, x)
 
     async def run_in_threadpool_limited(fn, *args):
         async with decoding:
@@ -221,10 +222,11 @@ class PredictRoute:
 
 
 def error_body(code: str, detail: str) -> bytes:
+    """PredictRoute's refusal body: JSON {error, detail}."""
     return orjson.dumps({"error": code, "detail": detail})
 
 
-def prediction(classes: list[int], probs: torch.Tensor, x: torch.Tensor) -> bytes:
+def prediction_json(classes: list[int], probs: torch.Tensor, x: torch.Tensor) -> bytes:
     """The JSON answer: label, probability per class, and the 28x28 input as grey levels 0..255."""
     p = probs.tolist()
     grey = np.rint(x.numpy() * 255).astype(np.uint8)  # numpy, not torch: no dispatch cost on the event loop

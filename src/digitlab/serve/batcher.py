@@ -59,4 +59,5 @@ class Batcher:
         self.clf.predict_inputs(torch.zeros(8, 28, 28))
 
     def close(self) -> None:
+        """Stop the model's thread; batches not yet started are dropped."""
         self.executor.shutdown(wait=False, cancel_futures=True)

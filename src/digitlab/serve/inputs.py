@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
-from ..predict import BlankImageError, ImageError, prepare_image
+from ..data.images import BlankImageError, ImageError, prepare_image
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "application/octet-stream"}
 MAX_PIXELS = 16_000_000  # a server decodes less than `digitlab predict` (40 Mpx): a 16 Mpx decode takes ~0.5 GB
@@ -52,7 +53,7 @@ def pixels_input(body: bytes) -> torch.Tensor:
         more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
         raise ApiError(422, "invalid_pixels", f'expected {{"pixels": 28 rows of 28 numbers in [0, 1] or 0..255}}; '
                                               f"{where}{more}.") from None
-    return prepared(np.fromiter(chain.from_iterable(pixels), np.float32, 28 * 28).reshape(28, 28))
+    return prepare_or_refuse(np.fromiter(chain.from_iterable(pixels), np.float32, 28 * 28).reshape(28, 28))
 
 
 def sniff(data: bytes) -> str | None:
@@ -83,10 +84,11 @@ def image_input(data: bytes, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
         raise ApiError(400, "image_too_large", f"the {fmt} image has {width * height} pixels or more, "
                                                f"over this server's limit of {max_pixels}; scale it down first "
                                                f"(a digit needs no more than a few hundred pixels a side).")
-    return prepared(data)
+    return prepare_or_refuse(data)
 
 
-def prepared(source) -> torch.Tensor:
+def prepare_or_refuse(source) -> torch.Tensor:
+    """`prepare_image(source)`; 422 when it holds no digit, 400 when it is not a readable image."""
     try:
         x = prepare_image(source)
     except BlankImageError as e:
@@ -98,8 +100,6 @@ def prepared(source) -> torch.Tensor:
 
 def multipart_file(body: bytes, content_type: str) -> bytes:
     """The bytes of the form field `file` (or the only file) of a multipart/form-data body, parsed in memory."""
-    from python_multipart.multipart import MultipartParser, parse_options_header
-
     _, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if not boundary:

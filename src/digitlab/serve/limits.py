@@ -18,6 +18,7 @@ class BodyTooLarge(Exception):
 
 
 def error_body(code: str, detail: str) -> bytes:
+    """The 413 answer's JSON {error, detail}."""
     return json.dumps({"error": code, "detail": detail}).encode()
 
 

@@ -1,4 +1,4 @@
-"""Callbacks that ship with the Learner: recording, printing, device placement, divergence guard."""
+"""Callbacks that ship with the Learner: recording, printing, the divergence guard, batch augmentation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from .learner import Callback, CancelFitException
+from ..data.augment import augment_batch
+from .callback import Callback, CancelFitException
 
 
 class Recorder(Callback):
@@ -15,9 +16,10 @@ class Recorder(Callback):
     `values` is fastai's view: one row per epoch of [train_loss, valid_loss, *metrics].
     """
     order = 50
+    restored = False  # set by load_state_dict: the next fit keeps the history loaded from a checkpoint
 
     def before_fit(self, learn):
-        if not getattr(self, "restored", False):  # a resumed fit keeps the history loaded from the checkpoint
+        if not self.restored:
             self.logs, self._losses, self.lrs = [], [], []
         self.restored = False
 
@@ -81,6 +83,33 @@ class NanGuard(Callback):
         if learn.training and not math.isfinite(learn.loss.item()):
             learn.diverged = {"epoch": learn.epoch, "step": learn.iter, "loss": learn.loss.item()}
             raise CancelFitException()
+
+
+class BatchAugment(Callback):
+    """Replace each training batch `learn.xb` with an augmented copy (data/augment.py); validation batches are left
+    alone. The generator is seeded at the start of each fit, so the same seed gives the same augmented batches."""
+    order = 1  # before the model sees the batch, after nothing else
+
+    def __init__(self, seed: int = 0, shift: float = 2.0, degrees: float = 10.0, scale: float = 0.1):
+        self.seed, self.shift, self.degrees, self.scale = seed, shift, degrees, scale
+        self.g, self.restored = torch.Generator().manual_seed(seed), False
+
+    def before_fit(self, learn):
+        if not self.restored:  # a resumed fit continues the restored generator
+            self.g = torch.Generator().manual_seed(self.seed)
+        self.restored = False
+
+    def state_dict(self) -> dict:
+        """The generator's state, so a resumed run draws the same augmentations (see train/checkpoint.py)."""
+        return {"generator": self.g.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.g.set_state(state["generator"])
+        self.restored = True
+
+    def before_batch(self, learn):
+        if learn.training:
+            learn.xb = augment_batch(learn.xb, self.g, self.shift, self.degrees, self.scale)
 
 
 def current_lr(opt) -> float:

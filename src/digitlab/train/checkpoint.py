@@ -1,7 +1,8 @@
 """Checkpoints that let a run continue exactly where it stopped, and the callback that writes them.
 
 One safetensors file holds everything: the model's tensors, the optimizer's per-parameter state, the RNG states,
-the partial sums of the epoch in progress and the Recorder's history; the rest (position, hyper-parameters,
+the partial sums of the epoch in progress and the Recorder's history; the rest (the Learner's position from its
+state_dict, hyper-parameters,
 Python and NumPy RNG states, config) is JSON in its metadata. It is written to a temporary file, fsynced and
 renamed, so a crash or SIGKILL leaves either the old checkpoint or the new one, never half of one. Loading
 never unpickles anything.
@@ -24,7 +25,7 @@ import torch
 
 from ..errors import DigitlabError
 from ..fileio import atomic_write
-from .learner import Callback, CancelFitException
+from .callback import Callback, CancelFitException
 
 FORMAT = "digitlab-checkpoint-1"
 
@@ -81,9 +82,10 @@ def callback_states(learn) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
-def save_checkpoint(learn, path: str | Path, position: dict, config: dict | None = None) -> Path:
-    """Write everything needed to continue `learn` from `position` {"epoch", "iter"} (iter = batches done)."""
-    from safetensors.torch import save_file
+def save_checkpoint(learn, path: str | Path, config: dict | None = None) -> Path:
+    """Write everything needed to continue `learn` from where it stands (its state_dict: between training batches
+    or between epochs)."""
+    from safetensors.torch import save_file  # deferred: safetensors, only when a checkpoint is written
 
     model = learn.model.module if hasattr(learn.model, "module") else learn.model  # unwrap DDP
     tensors = {f"model.{k}": v.detach() for k, v in model.state_dict().items()}
@@ -93,10 +95,10 @@ def save_checkpoint(learn, path: str | Path, position: dict, config: dict | None
     tensors.update(opt_t)
     tensors.update(rng_t)
     tensors.update(cb_t)
-    partial = position["iter"] > 0
-    tensors["learn.sums"] = learn.sums.detach() if partial else torch.zeros(1)
+    position = learn.state_dict()  # {"epoch", "iter" (training batches done), "count", "sums", "epochs_before"}
+    tensors["learn.sums"] = position.pop("sums")
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    meta = {"format": FORMAT, "position": {**position, "count": learn.count if partial else 0},
+    meta = {"format": FORMAT, "position": position,
             "optimizer": opt_meta, "rng": rng_meta, "callbacks": cb_meta, "config": config,
             "n_epochs": learn.n_epochs}
     return atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata={"digitlab": json.dumps(meta)}))
@@ -104,7 +106,7 @@ def save_checkpoint(learn, path: str | Path, position: dict, config: dict | None
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors and metadata of a checkpoint; CheckpointError if it is not one."""
-    from safetensors import safe_open
+    from safetensors import safe_open  # deferred: safetensors, only when a checkpoint is read
 
     path = Path(path)
     if not path.is_file():
@@ -154,9 +156,7 @@ def restore(learn, path: str | Path, config: dict | None = None) -> dict:
             prefix = f"cb.{name}."
             cb.load_state_dict({**meta["callbacks"].get(name, {}),
                                 **{k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}})
-    pos = meta["position"]
-    learn.resume_from = {"epoch": pos["epoch"], "iter": pos["iter"], "count": pos["count"], "sums": tensors["learn.sums"]}
-    learn.start_step = pos["epoch"] * len(learn.dls.train) + pos["iter"]  # where schedules continue
+    learn.load_state_dict({**meta["position"], "sums": tensors["learn.sums"]})  # older files: no epochs_before
     return meta
 
 
@@ -174,13 +174,12 @@ class Checkpointer(Callback):
         self.path, self.every, self.config, self.write = Path(path), every, config, write
         self.handle_signals, self.requested, self.previous = handle_signals, None, {}
 
-    def save(self, learn, epoch: int, iter: int) -> None:
+    def save(self, learn) -> None:
         if self.write:
-            save_checkpoint(learn, self.path, {"epoch": epoch, "iter": iter}, self.config)
+            save_checkpoint(learn, self.path, self.config)
 
     def before_fit(self, learn):
-        learn.interrupted = None
-        self.requested = None
+        learn.interrupted, self.requested = None, None
         if self.handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.previous[sig] = signal.signal(sig, self.on_signal)
@@ -195,14 +194,14 @@ class Checkpointer(Callback):
             return
         done = learn.iter + 1
         if self.requested:
-            self.save(learn, learn.epoch, done)
+            self.save(learn)  # this batch done: the resume starts at the next one
             learn.interrupted = self.requested
             raise CancelFitException()
         if self.every and (learn.epoch * learn.n_iter + done) % self.every == 0 and done < learn.n_iter:
-            self.save(learn, learn.epoch, done)
+            self.save(learn)
 
     def after_epoch(self, learn):
-        self.save(learn, learn.epoch + 1, 0)
+        self.save(learn)  # the epoch has ended: the resume starts at the next one
         if self.requested:
             learn.interrupted = self.requested
             raise CancelFitException()

@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import ConfigError
-from .learner import Callback
+from .callback import Callback
 
 TIMEOUT = timedelta(seconds=int(os.environ.get("DIGITLAB_DIST_TIMEOUT", "120")))
 
@@ -51,6 +51,14 @@ def init(device: torch.device) -> torch.device:
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_from_rank0(value: str, device: torch.device) -> str:
+    """Rank 0's string (say, the run folder it made) on every rank."""
+    init(device)
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 class AllReduceSum(torch.autograd.Function):
@@ -112,7 +120,7 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-class DistributedTrainer(Callback):
+class DataParallel(Callback):
     """Wraps the model in DistributedDataParallel for the fit, and sums each pass's loss and metric totals
     across processes so that every rank's log is the global one."""
     order = -10

@@ -4,16 +4,16 @@ What makes it fast, and why each piece is there:
 - the whole data set lives on the device as uint8 (47 MB); each epoch is one gather and one augmentation pass
   over all 60000 images (one grid_sample call per chunk instead of one per batch);
 - the model runs channels-last under bf16 autocast (tensor cores on GPU, AMX on this CPU);
-- the optimizer (TensorSGD) keeps lr and momentum in device tensors and updates every parameter with a few
+- the optimizer (SGD, capturable) keeps lr and momentum in device tensors and updates every parameter with a few
   foreach ops, so on GPU the whole step (forward, loss, backward, update, loss sum) is captured once as a CUDA
-  graph and each step is one replay: a small CNN's step is otherwise bound by kernel-launch overhead (on an H200,
-  4.6-6x per epoch);
-- with `compile`, torch.compile fuses the step's ~115 small kernels before the graph is captured (1.4-1.8x more);
+  graph and each step is one replay: a small CNN's step is otherwise bound by kernel-launch overhead;
+- with `compile`, torch.compile fuses the step's ~115 small kernels before the graph is captured;
 - nothing reads a device value inside an epoch: the loss is summed on the device and read once per epoch.
-Measurements and the profile behind these choices: benchmarks/NOTES.md.
+What each piece bought, measured, and the profile behind it: benchmarks/NOTES.md ("The GPU path"). It runs a TrainConfig whose engine is
+"fast": one-cycle SGD (Nesterov, momentum cycled 0.95-0.85), label smoothing, augmentation.
 
 The same seed gives the same weights, data order and augmentation on CPU and GPU (they are drawn on the CPU).
-A trainer is built once per (model, batch size): `run(seed)` re-initialises the same tensors in place, so the
+A trainer is built once per config: `run(seed)` re-initialises the same tensors in place, so the
 captured graph is reused across seeds and the first timed step is a warm one.
 """
 
@@ -21,85 +21,47 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from .. import inference
+from ..config import TrainConfig
 from ..data.augment import random_affine
 from ..data.loader import epoch_permutation
-from ..data.tasks import TaskData, to_input
+from ..data.tasks import TaskData, load_task, to_input
 from ..errors import ConfigError
 from ..models.registry import build_model
-from .losses import cross_entropy, softmax
+from .losses import cross_entropy
 from .metrics import exact_accuracy
-from .optim import TensorSGD
+from .optim import SGD
+from .result import TrainResult, summarize
+from .runtime import resolve_device, seed_everything
 from .schedule import one_cycle
 
 
 AUG_CHUNK = 10_000  # images per grid_sample call: bounds the memory of the sampling grid (N x 28 x 28 x 2 floats)
+EVAL_BS = 2000     # images per forward pass when scoring
 
 
 def compile_in_this_process() -> None:
     """Have torch.compile build its kernels in this process, without its pool of compile workers (one per core).
     The pool starts in the background at the first compile; when the compile cache makes compiling quick, it is
-    still starting while the timed runs begin and takes the CPU the host needs to queue the GPU's work. Measured on
-    an H200 (benchmarks/gpu_first_runs.py, fastcnn 8 epochs, a fresh process): the first runs after the warm-up
-    took 2.13, 2.05 and 1.50 s, then 0.76 s; with one compile thread 0.76-0.83 s from the first. Compiling from a
-    cold cache takes longer this way, but that is warm-up, outside the clock."""
-    import torch._inductor.config as inductor_config
+    still starting while the timed runs begin and takes the CPU the host needs to queue the GPU's work: the first
+    timed runs were almost 3x slower (benchmarks/gpu_first_runs.py; benchmarks/NOTES.md, "Fifth session").
+    Compiling from a cold cache takes longer this way, but that is warm-up, outside the clock."""
+    import torch._inductor.config as inductor_config  # deferred: the compiler loads only for a compiled run
 
     inductor_config.compile_threads = 1
-
-
-@dataclass
-class FastConfig:
-    """A fast-path recipe: one-cycle SGD (Nesterov, momentum cycled 0.95-0.85), label smoothing, augmentation."""
-    model: str = "fastcnn"
-    epochs: int = 10
-    bs: int = 256
-    lr: float = 0.2
-    wd: float = 5e-4
-    label_smoothing: float = 0.1
-    augment: bool = True
-    aug_shift: float = 2.0        # augmentation strength: pixels, degrees, zoom (data/augment.py random_affine)
-    aug_degrees: float = 10.0
-    aug_scale: float = 0.1
-    precision: str = "bf16"       # bf16 (autocast) or fp32
-    graphs: bool | None = None    # capture the step as a CUDA graph; None: on CUDA only
-    compile: bool = False         # torch.compile forward+loss and the update (on CUDA only: there it fuses the
-                                  # small kernels that bound a step; it costs 10-25 s of warm-up)
-    fused_loss: bool = True       # PyTorch's fused cross-entropy (equal to ours: tests/test_losses.py), 1 kernel not ~14
-    eval_bs: int = 2000
-    tta: bool = False             # the final score averages the test-time shifts (recipes.TTA_SHIFTS), timed too
-
-    def __post_init__(self):
-        if self.precision not in ("bf16", "fp32"):
-            raise ConfigError(f"precision must be bf16 or fp32, got {self.precision!r}.")
-        if self.epochs < 1 or self.bs < 1 or self.lr <= 0:
-            raise ConfigError("epochs and bs must be at least 1 and lr positive.")
-        if min(self.aug_shift, self.aug_degrees, self.aug_scale) < 0:
-            raise ConfigError("aug_shift, aug_degrees and aug_scale are strengths: each must be 0 or more.")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class FastResult:
-    seed: int
-    accuracy: float
-    seconds: float                # first step to final evaluation, device synchronised
-    epochs: int
-    history: list = field(default_factory=list)  # per epoch: train_loss (and accuracy, seconds when tracked)
 
 
 class FastTrainer:
     """Trains `cfg.model` on a task's data on `device`; see the module docstring."""
 
-    def __init__(self, cfg: FastConfig, data: TaskData, device: str | torch.device = "cpu"):
-        self.cfg, self.device = cfg, torch.device(device)
+    def __init__(self, cfg: TrainConfig, data: TaskData, device: str | torch.device = "cpu"):
+        if cfg.engine != "fast":
+            cfg = cfg.replace(engine="fast")  # validates that the fast engine can run it
+        self.cfg, self.data, self.device = cfg, data, torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.use_graph = self.cuda if cfg.graphs is None else (cfg.graphs and self.cuda)
         if self.cuda:
@@ -111,13 +73,14 @@ class FastTrainer:
         if self.steps_per_epoch < 1:
             raise ConfigError(f"batch size {cfg.bs} is larger than the {len(self.x_train)} training images.")
         self.model = build_model(cfg.model, self.n_classes).to(self.device, memory_format=torch.channels_last)
-        self.opt = TensorSGD(self.model.parameters(), cfg.lr, mom=0.95, wd=cfg.wd, nesterov=True)
+        self.opt = SGD(self.model.parameters(), cfg.lr, capturable=True, mom=0.95, wd=cfg.wd, nesterov=True)
+        self.hypers = self.opt.param_groups[0]  # its lr and mom are device tensors the schedule fills
         self.xb = torch.zeros(cfg.bs, 1, 28, 28, device=self.device)
         self.yb = torch.zeros(cfg.bs, dtype=torch.long, device=self.device)
         self.loss_sum = torch.zeros((), device=self.device)
         self.graph = None
         self.staging: dict[tuple, torch.Tensor] = {}  # pinned host buffers for upload(), one per slot
-        self.forward_loss, self.update = self.plain_forward_loss, self.opt.step
+        self.forward_loss, self.update = self.plain_forward_loss, self.opt.foreach_step
         if cfg.compile and self.cuda:  # compiled on the first step (the warm-up); evaluation keeps the plain model
             compile_in_this_process()
             self.forward_loss, self.update = torch.compile(self.forward_loss), torch.compile(self.update)
@@ -171,7 +134,7 @@ class FastTrainer:
 
     def state_tensors(self) -> list[torch.Tensor]:
         """Everything a step changes: parameters, BatchNorm statistics, momentum, the loss sum."""
-        return [*self.model.state_dict().values(), *self.opt.bufs, self.loss_sum]
+        return [*self.model.state_dict().values(), *(s["mom_buf"] for s in self.opt.state.values()), self.loss_sum]
 
     # --- data -----------------------------------------------------------------------------------------------
     def epoch_data(self, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -196,8 +159,8 @@ class FastTrainer:
 
         With a `slot` (say ("order", epoch)), through a pinned buffer kept for that slot and reused run after run.
         Pinning fresh memory is slow while the GPU is busy, and the host runs epochs ahead of the GPU, so a run
-        used to pin two new buffers an epoch: on the H100 the first three runs after the warm-up took 2.0-2.2 s
-        instead of 0.78 s (fastcnn, 8 epochs), until PyTorch's pinned-memory cache had grown enough."""
+        used to pin two new buffers an epoch, and its first runs after the warm-up were slow until PyTorch's
+        pinned-memory cache had grown enough (benchmarks/NOTES.md, "Fourth session: one H100")."""
         if not self.cuda:
             return t
         if slot is None:
@@ -228,8 +191,6 @@ class FastTrainer:
     def reset(self, seed: int) -> None:
         """Fresh weights for `seed` (the same initialisation as the Learner path), written into the existing
         tensors so a captured graph stays valid; zero momentum and loss sum."""
-        from .trainer import seed_everything
-
         seed_everything(seed)
         fresh = build_model(self.cfg.model, self.n_classes).state_dict()
         with torch.no_grad():
@@ -238,10 +199,12 @@ class FastTrainer:
         self.opt.reset()
         self.loss_sum.zero_()
 
-    def run(self, seed: int = 0, track: bool = False, epochs: int | None = None, strict: bool = False) -> FastResult:
-        """Train from scratch with `seed` for the config's epochs (or `epochs`: a warm-up run); evaluate at the
-        end, and after every epoch with `track`. `strict` (CUDA) makes any host synchronisation inside the
-        training loop an error: the proof that the host only queues work."""
+    def run(self, seed: int = 0, track: bool = False, epochs: int | None = None, strict: bool = False,
+            after_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+        """Train from scratch with `seed` for the config's epochs (or `epochs`: a warm-up run); score at the end
+        (with test-time augmentation when the config asks), and after every epoch with `track` (each epoch's log
+        goes to `after_epoch`). `strict` (CUDA) makes any host synchronisation inside the training loop an
+        error: the proof that the host only queues work."""
         if self.use_graph and self.graph is None:
             self.capture()
         self.reset(seed)
@@ -258,7 +221,9 @@ class FastTrainer:
             try:
                 x, y = self.epoch_data(seed, epoch)
                 for i in range(self.steps_per_epoch):
-                    self.opt.set_hypers(*schedule[epoch * self.steps_per_epoch + i])
+                    lr, mom = schedule[epoch * self.steps_per_epoch + i]
+                    self.hypers["lr"].fill_(lr)
+                    self.hypers["mom"].fill_(mom)
                     self.xb.copy_(x[i * cfg.bs:(i + 1) * cfg.bs])
                     self.yb.copy_(y[i * cfg.bs:(i + 1) * cfg.bs])
                     self.step()
@@ -270,78 +235,40 @@ class FastTrainer:
                          "accuracy": self.accuracy(), "seconds": time.perf_counter() - start}
                 self.loss_sum.zero_()
                 history.append(entry)
-        accuracy = self.tta_accuracy() if cfg.tta else self.accuracy()
+                if after_epoch is not None:
+                    after_epoch(entry)
+        probs = self.test_probs(cfg.tta)
         seconds = time.perf_counter() - start
         if not track:
             history.append({"epoch": n_epochs - 1, "train_loss": self.loss_sum.item() / total})
-        return FastResult(seed, accuracy, seconds, n_epochs, history)
+        run_cfg = cfg.replace(seed=seed, epochs=n_epochs)
+        scored = inference.score(probs, self.data.valid.labels)
+        summary = summarize(run_cfg, self.model, scored, history, seconds, self.device, self.classes)
+        lrs = [lr for lr, _ in schedule]  # per-batch losses stay on the device, summed: only lrs are recorded
+        return TrainResult(run_cfg, self.model, summary, history, lrs=lrs, probs=probs, data=self.data)
 
     def sync(self) -> None:
         if self.cuda:
             torch.cuda.synchronize(self.device)
 
-    @torch.no_grad()
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Scores (N, C) for float images (N, 1, 28, 28) on the device, in eval mode."""
-        self.model.eval()
-        with self.autocast():
-            out = torch.cat([self.model(x[i:i + self.cfg.eval_bs]).float()
-                             for i in range(0, len(x), self.cfg.eval_bs)])
-        self.model.train()
-        return out
-
     def accuracy(self) -> float:
-        """Test-set accuracy: one host read."""
-        return exact_accuracy(self.logits(to_input(self.x_valid)).argmax(1), self.y_valid)
-
-    def tta_accuracy(self) -> float:
-        """Test-set accuracy of the class probabilities averaged over the TTA shifts."""
-        return exact_accuracy(self.test_probs(True).argmax(1), self.y_valid.cpu())
+        """Test-set accuracy, computed on the device: one host read."""
+        logits = inference.logits(self.model, self.x_valid, EVAL_BS, autocast=self.autocast)
+        return exact_accuracy(logits.argmax(1), self.y_valid)
 
     def test_probs(self, tta: bool = False) -> torch.Tensor:
         """Class probabilities on the test set (on the CPU), optionally averaged over the TTA shifts."""
-        from ..recipes import TTA_SHIFTS, shift_images
-
-        x = to_input(self.x_valid)
-        shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
-        return (sum(softmax(self.logits(shift_images(x, dx, dy))) for dx, dy in shifts) / len(shifts)).cpu()
+        return inference.class_probs(self.model, self.x_valid, EVAL_BS, tta, self.autocast)
 
 
-def record_fast_run(trainer: FastTrainer, result: FastResult, run: Path) -> dict:
-    """Write a fast-path run into a run folder like `digitlab train` does (config, metrics, summary, weights), so
-    that `predict`, `evaluate`, `ensemble` and `serve` take it; the summary."""
-    from ..runs import MODEL_FILE, environment, write_json, write_metrics
-    from ..weights import save_model
-
-    from ..data.tasks import TASKS
-
-    classes = list(trainer.classes)
-    task = next((name for name, c in TASKS.items() if c == trainer.classes), "digits")
-    config = {"task": task, **trainer.cfg.to_dict(), "seed": result.seed, "path": "fast"}
-    write_json(run / "config.json", {"config": config, "environment": environment(trainer.device)})
-    write_metrics(run, result.history)
-    correct = round(result.accuracy * len(trainer.y_valid))
-    summary = {"status": "finished", "accuracy": result.accuracy, "errors": len(trainer.y_valid) - correct,
-               "n_valid": len(trainer.y_valid), "best_accuracy": result.accuracy, "epochs_done": result.epochs,
-               "train_seconds": result.seconds, "device": str(trainer.device), "classes": classes}
-    write_json(run / "summary.json", summary)
-    meta = {"model": trainer.cfg.model, "classes": classes, "task": task, "accuracy": result.accuracy,
-            "trained": time.strftime("%Y-%m-%dT%H:%M:%S"), "epochs": result.epochs, "config": config}
-    save_model(trainer.model, run / MODEL_FILE, meta)
-    return summary
-
-
-def fast_fit(cfg: FastConfig, seeds=(0,), data: TaskData | None = None, device: str = "auto",
+def fast_fit(cfg: TrainConfig, seeds=(0,), data: TaskData | None = None, device: str = "auto",
              warmup: bool | None = None, track: bool = False,
-             after_run: Callable[[FastTrainer, FastResult], None] | None = None,
-             ) -> tuple[FastTrainer, list[FastResult]]:
+             after_run: Callable[[FastTrainer, TrainResult], None] | None = None,
+             ) -> tuple[FastTrainer, list[TrainResult]]:
     """Train once per seed with one trainer. With `warmup` (default: on CUDA), an untimed one-epoch run first
     settles allocations, cuDNN's kernel choices and the CUDA graph ("time after a warm-up run"). `after_run` sees
     the trainer after each seed's run, while it still holds that run's weights (the next run overwrites them)."""
-    from ..data.tasks import load_task
-    from .trainer import resolve_device
-
-    trainer = FastTrainer(cfg, data or load_task("digits"), resolve_device(device))
+    trainer = FastTrainer(cfg, data or load_task(cfg.task, cfg.data), resolve_device(device))
     if trainer.cuda if warmup is None else warmup:
         trainer.run(seeds[0], epochs=1)
     results = []

@@ -3,7 +3,8 @@
 Events, in order: before_fit, [before_epoch, before_train, [before_batch, after_predict, after_loss,
 after_backward, after_step, after_batch]*, after_pass, after_train, before_validate, [batch events]*,
 after_pass, after_validate, after_epoch]*, after_fit. Raising CancelBatchException, CancelEpochException or
-CancelFitException in a callback skips the rest of that level and its `after_` event; its `cleanup_` event always runs.
+CancelFitException in a callback skips the rest of that level and its `after_` event; its `cleanup_` event always
+runs (see callback.py).
 """
 
 from __future__ import annotations
@@ -15,36 +16,10 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from .optim import SGD
-
-
-class CancelFitException(Exception):
-    """Stop training now; after_fit is skipped, cleanup_fit runs."""
-
-
-class CancelEpochException(Exception):
-    """Skip the rest of this epoch."""
-
-
-class CancelTrainException(Exception):
-    """Skip the rest of this epoch's training pass."""
-
-
-class CancelValidateException(Exception):
-    """Skip the rest of this epoch's validation pass."""
-
-
-class CancelBatchException(Exception):
-    """Skip the rest of this batch."""
-
-
-CANCEL = {"fit": CancelFitException, "epoch": CancelEpochException, "train": CancelTrainException,
-          "validate": CancelValidateException, "batch": CancelBatchException}
-
-
-class Callback:
-    """Base class: define methods named after events; lower `order` runs first."""
-    order = 0
+from .callback import CANCEL, Callback
+from .lr_find import LRFindResult, lr_find
+from .optim import SGD, set_hyper
+from .schedule import OneCycle
 
 
 def metric_name(m: Callable) -> str:
@@ -55,9 +30,12 @@ class Learner:
     """Trains `model` on `dls` with `loss_func`, optimizer `opt_func(params, lr)` and callbacks `cbs`.
 
     Attributes callbacks may read and write: model, dls, loss_func, opt, lr, metrics, cbs, n_epochs, epoch,
-    training, dl, iter (batch index), n_iter (batches this pass), xb, yb, preds, loss, log (this epoch's results:
-    epoch, train_loss, valid_loss, one entry per metric, time), pct_train (fraction of training done), and
-    resume_from (a checkpoint position {"epoch", "iter", "sums", "count"} that the next fit starts at).
+    training, dl, iter (batch index), n_iter (batches this pass), xb, yb, preds, loss, sums and count (this pass's
+    totals on the device: loss and metrics times batch size, and items), log (this epoch's results: epoch,
+    train_loss, valid_loss, one entry per metric, time), pct_train (fraction of training done), step_offset
+    (training steps done before this fit's first batch: nonzero when it continues a loaded state, so schedules
+    continue mid-way), diverged (NanGuard: where the loss stopped being finite, else None) and interrupted
+    (Checkpointer: the signal that stopped the fit, else None). Where training stands is state_dict().
     """
 
     def __init__(self, model: nn.Module | Callable, dls, loss_func: Callable, lr: float = 0.1,
@@ -66,10 +44,16 @@ class Learner:
         self.model, self.dls, self.loss_func, self.lr = model, dls, loss_func, lr
         self.opt_func, self.metrics, self.cbs = opt_func, list(metrics), list(cbs)
         self.params = list(params) if params is not None else None  # for plain functions such as the book's linear1
-        self.opt, self.epoch, self.n_epochs, self.log = None, 0, 0, {}
-        self.training, self.pct_train = False, 0.0
-        self.resume_from: dict | None = None  # set by digitlab.train.checkpoint.restore: where fit starts
-        self.epochs_before = 0  # epochs trained by earlier calls of fit, so a second fit sees new data orders
+        self.opt, self.log, self.n_epochs, self.epoch, self.iter, self.n_iter = None, {}, 0, 0, 0, 0
+        self.training, self.pct_train, self.step_offset, self.do_train, self.do_validate = False, 0.0, 0, True, True
+        self.dl = self.xb = self.yb = self.preds = self.loss = None
+        self.sums, self.count = torch.zeros(1), 0
+        self.diverged: dict | None = None
+        self.interrupted: str | None = None
+        # the position (state_dict): training batches done in `epoch`, whether `epoch` has ended, a loaded position
+        # the next fit continues from, and the epochs of earlier fits (each fit sees new data orders)
+        self.iters_done, self.epoch_ended, self.resume_at = 0, False, None
+        self.epochs_before, self.epochs_run = 0, 0
         self.index_callbacks()
 
     # the step, as small methods a subclass can override
@@ -137,10 +121,10 @@ class Learner:
             self.dl.set_epoch(self.epochs_before + self.epoch)  # order = f(seed, epoch): resumable, same on every rank
         self.sums = torch.zeros(1 + (0 if training else len(self.metrics)), device=self.dls.valid.device)
         self.count, self.n_iter, start = 0, len(self.dl), 0
-        if training and self.resume_from is not None:  # continue a checkpointed epoch mid-way
-            start, self.count = self.resume_from["iter"], self.resume_from["count"]
-            self.sums = self.resume_from["sums"].to(self.sums.device)
-            self.resume_from = None
+        if training and self.resume_at is not None:  # continue a loaded position, mid-epoch
+            at, self.resume_at = self.resume_at, None
+            self.iters_done = start = at["iter"]
+            self.count, self.sums = at["count"], at["sums"].to(self.sums.device, copy=True)  # a copy: `at` stays whole
         self.pct_train = (self.epoch * self.n_iter + start) / (self.n_iter * self.n_epochs) if training else self.pct_train
         with torch.set_grad_enabled(training):
             for self.iter, (self.xb, self.yb) in enumerate(islice(self.dl, start, None), start):
@@ -160,6 +144,7 @@ class Learner:
         bs = len(self.yb)
         if self.training:  # a detached loss: nothing here is recorded by autograd, so no no_grad context (~2 us)
             self.sums[:1].add_(self.loss.detach() * bs)  # in place: `sums[0] +=` also writes the element back
+            self.iters_done = self.iter + 1  # this batch is in the sums: a resume from here on skips it
         else:
             with torch.no_grad():
                 values = [self.loss.detach()] + [m(self.preds, self.yb) for m in self.metrics]
@@ -174,10 +159,11 @@ class Learner:
         if self.do_validate:
             self.with_events("validate", lambda: self.one_pass(False))
         self.log["time"] = time.perf_counter() - start
+        self.epoch_ended = True  # from after_epoch on, training stands at the start of the next epoch
 
     def fit(self, n_epochs: int = 1, lr: float | None = None, cbs: Iterable[Callback] = (), train: bool = True,
             validate: bool = True, reset_opt: bool = False) -> "Learner":
-        """Train for `n_epochs`, validating after each (fastai's `fit`)."""
+        """Train for `n_epochs`, validating after each (fastai's `fit`); after load_state_dict, continue from there."""
         cbs = list(cbs)
         self.cbs += cbs
         if lr is not None:
@@ -186,36 +172,53 @@ class Learner:
             self.opt = self.opt_func(self.parameters(), self.lr)
         elif lr is not None:
             set_hyper(self.opt, "lr", lr)
+        start = self.resume_at or {"epoch": 0, "iter": 0}
+        self.epochs_before, self.epochs_run = self.epochs_before + self.epochs_run, 0  # the previous fit's epochs
         self.n_epochs, self.do_train, self.do_validate, self.pct_train = n_epochs, train, validate, 0.0
-        self.epoch, self.epochs_run = (self.resume_from["epoch"] if self.resume_from else 0), 0
+        self.epoch, self.iters_done, self.epoch_ended = start["epoch"], 0, False
+        self.step_offset = start["epoch"] * len(self.dls.train) + start["iter"]
         self.index_callbacks()
         try:
             self.with_events("fit", self.all_epochs)
         finally:
-            self.epochs_before += self.epochs_run
             for cb in cbs:
                 self.cbs.remove(cb)
         return self
 
     def all_epochs(self) -> None:
-        start = self.resume_from["epoch"] if self.resume_from else 0
-        for self.epoch in range(start, self.n_epochs):
+        for self.epoch in range(self.epoch, self.n_epochs):  # from 0, or from the epoch of a loaded position
             self.epochs_run += 1
+            self.iters_done, self.epoch_ended = 0, False
             self.with_events("epoch", self.one_epoch)
+
+    def state_dict(self) -> dict:
+        """Where training stands, for checkpoints: `epoch`, the training batches done in it (`iter`) with their
+        partial `sums` and `count`, and `epochs_before`; once an epoch has ended, the start of the next one.
+        Defined between training batches and between epochs (where Checkpointer saves), not while validating."""
+        if self.resume_at is not None:  # loaded, not yet continued
+            return {**self.resume_at, "sums": self.resume_at["sums"].clone(), "epochs_before": self.epochs_before}
+        if not (self.training or self.epoch_ended) and self.iters_done:
+            raise RuntimeError("Learner.state_dict() while validating: this epoch's training totals are gone. "
+                               "Take it between training batches or after an epoch, as Checkpointer does.")
+        epoch, done = (self.epoch + 1, 0) if self.epoch_ended else (self.epoch, self.iters_done)
+        return {"epoch": epoch, "iter": done, "count": self.count if done else 0,
+                "sums": self.sums.detach().clone() if done else torch.zeros(1), "epochs_before": self.epochs_before}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Make the next fit continue from `state` (a state_dict); the model and optimizer are restored apart."""
+        self.resume_at = {k: state[k] for k in ("epoch", "iter", "count", "sums")}
+        self.epochs_before, self.epochs_run = state.get("epochs_before", 0), 0
 
     def fit_one_cycle(self, n_epochs: int, lr_max: float | None = None, pct_start: float = 0.25, div: float = 25.0,
                       div_final: float = 1e4, moms: tuple[float, float, float] | None = (0.95, 0.85, 0.95),
                       cbs: Iterable[Callback] = (), **kwargs) -> "Learner":
         """fit with the one-cycle schedule (cosine lr up then down, momentum the other way; see schedule.py)."""
-        from .schedule import OneCycle
-
         lr_max = self.lr if lr_max is None else lr_max
         return self.fit(n_epochs, lr_max, cbs=[OneCycle(lr_max, pct_start, div, div_final, moms), *cbs], **kwargs)
 
-    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True):
+    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100,
+                stop_div: bool = True) -> LRFindResult:
         """Sweep the rate exponentially, stop on divergence, restore model and optimizer exactly; see lr_find.py."""
-        from .lr_find import lr_find
-
         return lr_find(self, start_lr, end_lr, num_it, stop_div)
 
     def validate(self) -> dict:
@@ -224,12 +227,3 @@ class Learner:
         self.index_callbacks()
         self.with_events("validate", lambda: self.one_pass(False))
         return dict(self.log)
-
-
-def set_hyper(opt, name: str, value: float) -> None:
-    """Set a hyper-parameter on every param group (or on a BasicOptim)."""
-    if hasattr(opt, "param_groups"):
-        for g in opt.param_groups:
-            g[name] = value
-    else:
-        setattr(opt, name, value)

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .learner import Callback, CancelFitException, CancelValidateException, set_hyper
+from ..viz.figures import new_figure
+from .callback import Callback, CancelFitException, CancelValidateException
+from .optim import set_hyper
 
 
 @dataclass
@@ -85,13 +87,19 @@ def steepest(lrs: list[float], losses: list[float]) -> float:
     return float(lrs[min(range(len(slopes)), key=slopes.__getitem__)])
 
 
+# the Learner's position (see Learner.state_dict) and the epoch counts that give the next fit its data order
+POSITION = ("epoch", "training", "iters_done", "epoch_ended", "resume_at", "sums", "count", "epochs_before",
+            "epochs_run")
+
+
 def snapshot(learn) -> dict:
     """Everything a short fit changes that lr_find must put back: weights and buffers, optimizer state and
-    hyper-parameters, the learner's rate, the loaders' epoch counters and the random number generators."""
+    hyper-parameters, the learner's rate, log and position, the loaders' epoch counters and the random number
+    generators."""
     return {"model": copy.deepcopy(learn.model.state_dict()),
             "opt": None if learn.opt is None else copy.deepcopy(learn.opt.state_dict()),
-            "had_opt": learn.opt is not None, "lr": learn.lr, "epoch": learn.epoch, "log": dict(learn.log),
-            "epochs_before": getattr(learn, "epochs_before", 0),  # the fit counts epochs for the data order
+            "had_opt": learn.opt is not None, "lr": learn.lr, "log": dict(learn.log),
+            "position": {name: getattr(learn, name) for name in POSITION},  # a fit replaces these, never edits them
             "dl_epochs": (learn.dls.train.epoch, learn.dls.valid.epoch), "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
@@ -102,8 +110,9 @@ def restore(learn, snap: dict) -> None:
         learn.opt.load_state_dict(snap["opt"])
     else:
         learn.opt = None  # the next fit makes a fresh optimizer, as it would have
-    learn.lr, learn.epoch, learn.log = snap["lr"], snap["epoch"], snap["log"]
-    learn.epochs_before = snap["epochs_before"]
+    learn.lr, learn.log = snap["lr"], snap["log"]
+    for name, value in snap["position"].items():
+        setattr(learn, name, value)
     learn.dls.train.epoch, learn.dls.valid.epoch = snap["dl_epochs"]
     torch.set_rng_state(snap["rng"])
     if snap["cuda_rng"] is not None:
@@ -114,6 +123,7 @@ def lr_find(learn, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 1
             stop_div: bool = True) -> LRFindResult:
     """Sweep the rate over up to num_it training batches, then restore `learn` exactly; see LRFindResult."""
     snap = snapshot(learn)
+    learn.resume_at = None  # the sweep starts afresh; a loaded position is put back for the next fit
     finder = LRFinder(start_lr, end_lr, num_it, stop_div)
     n_epochs = math.ceil(num_it / len(learn.dls.train))
     try:
@@ -131,8 +141,6 @@ def lr_find(learn, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 1
 
 def lr_find_figure(res: LRFindResult):
     """Loss against rate (log scale), with the suggestions marked."""
-    from ..viz.figures import new_figure
-
     fig, ax = new_figure(6, 4)
     ax.plot(res.lrs, res.losses)
     ax.set_xscale("log")

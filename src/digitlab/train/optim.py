@@ -77,22 +77,50 @@ class Optimizer:
     def state_dict(self) -> dict:
         """Hyper-parameters per group and state per parameter (by position), for checkpoints."""
         index = {p: i for i, p in enumerate(self.params)}
-        return {"groups": [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups],
+        return {"groups": [{k: v.item() if isinstance(v, torch.Tensor) else v for k, v in g.items() if k != "params"}
+                           for g in self.param_groups],
                 "state": {index[p]: s for p, s in self.state.items()}}
 
     def load_state_dict(self, sd: dict) -> None:
         if len(sd["groups"]) != len(self.param_groups):
             raise ValueError("optimizer state has a different number of parameter groups than this optimizer.")
         for g, saved in zip(self.param_groups, sd["groups"]):
-            g.update(saved)
+            for name, value in saved.items():
+                set_group_hyper(g, name, value)
         params = self.params
         self.state = {params[int(i)]: s for i, s in sd["state"].items()}
 
 
 class SGD(Optimizer):
-    """SGD with optional momentum (`mom`), Nesterov momentum and L2 weight decay (`wd`), as torch.optim.SGD."""
+    """SGD with optional momentum (`mom`), Nesterov momentum and L2 weight decay (`wd`), as torch.optim.SGD.
+
+    With `capturable=True` (one param group), lr and mom are 0-d tensors on the parameters' device and the update
+    is a handful of foreach ops over all parameters at once: the step reads no Python number that changes, so it
+    can be captured once in a CUDA graph and replayed while a schedule moves lr and mom (`set_hyper` fills the
+    tensors: a kernel, no host sync). The fast path (train/fast.py) trains with it.
+    """
 
     defaults = {"mom": 0.0, "wd": 0.0, "nesterov": False}
+
+    def __init__(self, params, lr: float, capturable: bool = False, **hypers):
+        super().__init__(params, lr, **hypers)
+        self.capturable = capturable
+        if capturable:
+            if len(self.param_groups) != 1:
+                raise ValueError("a capturable SGD takes one parameter group.")
+            group = self.param_groups[0]
+            group["params"] = [p for p in group["params"] if p.requires_grad]
+            device = group["params"][0].device
+            group["lr"] = torch.tensor(float(group["lr"]), device=device)
+            group["mom"] = torch.tensor(float(group["mom"]), device=device)
+            for p in group["params"]:  # mom * 0 + g = g: the same first step as torch's
+                self.state[p] = {"mom_buf": torch.zeros_like(p)}
+
+    def step(self) -> None:
+        if self.capturable:
+            self.foreach_step()
+        else:
+            super().step()
 
     def regularize(self, p, group, state):
         if group["wd"]:
@@ -106,6 +134,31 @@ class SGD(Optimizer):
             state["mom_buf"] = buf
             g = g.add(buf, alpha=group["mom"]) if group["nesterov"] else buf
         p.add_(g, alpha=-group["lr"])
+
+    @torch.no_grad()
+    def foreach_step(self) -> None:
+        """The capturable update: every parameter at once, lr and mom read on the device."""
+        group = self.param_groups[0]
+        params = group["params"]
+        bufs = [self.state[p]["mom_buf"] for p in params]
+        grads = [p.grad for p in params]
+        if group["wd"]:
+            grads = torch._foreach_add(grads, params, alpha=group["wd"])
+        torch._foreach_mul_(bufs, group["mom"])
+        torch._foreach_add_(bufs, grads)
+        if group["nesterov"]:
+            update = torch._foreach_mul(bufs, group["mom"])
+            torch._foreach_add_(update, grads)
+        else:
+            update = [b.clone() for b in bufs]
+        torch._foreach_mul_(update, group["lr"])
+        torch._foreach_sub_(params, update)
+
+    def reset(self) -> None:
+        """Forget the momentum, in place (a new run with the same tensors, under the same captured graph)."""
+        for state in self.state.values():
+            if "mom_buf" in state:
+                state["mom_buf"].zero_()
 
 
 class Adam(Optimizer):
@@ -197,49 +250,18 @@ def AdamW(params, lr: float, wd: float = 0.01, **hypers) -> Adam:
     return Adam(params, lr, wd=wd, decouple_wd=True, **hypers)
 
 
-class TensorSGD:
-    """SGD with (Nesterov) momentum and L2 weight decay, as SGD above, for the fast path (train/fast.py).
+def set_group_hyper(group: dict, name: str, value) -> None:
+    """Set one hyper-parameter of a param group; a tensor-valued one (capturable SGD) is filled in place."""
+    if isinstance(group.get(name), torch.Tensor):
+        group[name].fill_(value)
+    else:
+        group[name] = value
 
-    lr and momentum are 0-d tensors on the parameters' device and the update is a handful of foreach ops over all
-    parameters at once: the step reads no Python number that changes, so it can be captured once in a CUDA graph
-    and replayed while a schedule moves lr and momentum (`set_hypers` fills the tensors: a kernel, no host sync).
-    """
 
-    def __init__(self, params: Iterable[torch.Tensor], lr: float, mom: float = 0.9, wd: float = 0.0,
-                 nesterov: bool = True):
-        self.params = [p for p in params if p.requires_grad]
-        if not self.params:
-            raise ValueError("the optimizer got no parameters: does the model have any?")
-        Optimizer.check({"lr": lr, "mom": mom, "wd": wd})
-        device = self.params[0].device
-        self.lr, self.mom = torch.tensor(float(lr), device=device), torch.tensor(float(mom), device=device)
-        self.wd, self.nesterov = wd, nesterov
-        self.bufs = [torch.zeros_like(p) for p in self.params]  # mom*0 + g = g: the same first step as torch's
-
-    def set_hypers(self, lr: float, mom: float) -> None:
-        self.lr.fill_(lr)
-        self.mom.fill_(mom)
-
-    @torch.no_grad()
-    def step(self) -> None:
-        grads = [p.grad for p in self.params]
-        if self.wd:
-            grads = torch._foreach_add(grads, self.params, alpha=self.wd)
-        torch._foreach_mul_(self.bufs, self.mom)
-        torch._foreach_add_(self.bufs, grads)
-        if self.nesterov:
-            update = torch._foreach_mul(self.bufs, self.mom)
-            torch._foreach_add_(update, grads)
-        else:
-            update = [b.clone() for b in self.bufs]
-        torch._foreach_mul_(update, self.lr)
-        torch._foreach_sub_(self.params, update)
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def reset(self) -> None:
-        """Forget the momentum (a new run with the same parameter tensors)."""
-        for b in self.bufs:
-            b.zero_()
+def set_hyper(opt, name: str, value: float) -> None:
+    """Set a hyper-parameter on every param group (or on a BasicOptim): how schedules and lr_find set lr and mom."""
+    if hasattr(opt, "param_groups"):
+        for g in opt.param_groups:
+            set_group_hyper(g, name, value)
+    else:
+        setattr(opt, name, value)

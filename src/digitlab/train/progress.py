@@ -11,8 +11,9 @@ import time
 from typing import Callable
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .learner import Callback
+from .callback import Callback
 
 REFRESH_S = 0.1  # update the bar at most this often: reading the loss syncs the device
 
@@ -53,8 +54,6 @@ class ProgressCallback(Callback):
     def before_fit(self, learn):
         self.names, self.widths, self.header_done, self.task = None, None, False, None
         if self.mode == "bar":
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
             self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("{task.fields[loss]}"), TextColumn("left"), TimeRemainingColumn(),
                                      console=self.console, transient=True)

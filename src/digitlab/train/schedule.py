@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from .learner import Callback
-from .learner import set_hyper
+from .callback import Callback
+from .optim import set_hyper
 
 
 def cos_anneal(start: float, end: float, pct: float) -> float:
@@ -36,7 +36,7 @@ class OneCycle(Callback):
 
     def before_fit(self, learn):
         self.total = learn.n_epochs * len(learn.dls.train)
-        self.step = getattr(learn, "start_step", 0)  # a resumed run continues mid-schedule
+        self.step = learn.step_offset  # a fit that continues a loaded position continues mid-schedule
 
     def before_batch(self, learn):
         if not learn.training:

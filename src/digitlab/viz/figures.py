@@ -6,6 +6,7 @@ a process that only draws (reproduce's plotter) starts without torch's second-lo
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -24,8 +25,8 @@ def new_figure(width: float = 6, height: float = 4, nrows: int = 1, ncols: int =
 
     Margins are fixed rather than computed by a layout engine, which would draw every figure twice.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # deferred: matplotlib takes half a second
+    from matplotlib.figure import Figure  # deferred: matplotlib takes half a second
 
     fig = Figure(figsize=(width, height))
     fig.subplots_adjust(**(margins or PLOT_MARGINS))
@@ -66,7 +67,7 @@ def images_figure(images: Sequence[torch.Tensor | np.ndarray], titles: Sequence[
 
 def grey_table_figure(img: torch.Tensor, rows: slice = slice(4, 15), cols: slice = slice(4, 22)):
     """The book's `df.style.background_gradient('Greys')`: each pixel's value printed on its own shade."""
-    import torch
+    import torch  # deferred: a process that only draws (the plotter) runs without torch
 
     region = img[rows, cols].cpu()
     h, w = region.shape
@@ -83,7 +84,7 @@ def grey_table_figure(img: torch.Tensor, rows: slice = slice(4, 15), cols: slice
 def plot_function(f: Callable, tx: str | None = None, ty: str | None = None, title: str | None = None,
                   min: float = -2.1, max: float = 2.1, figsize=(6, 4), ax=None):
     """Plot f over [min, max] (fastbook's plot_function); returns the figure."""
-    import torch
+    import torch  # deferred: a process that only draws (the plotter) runs without torch
 
     x = torch.linspace(min, max, 100)
     fig, ax = new_figure(*figsize) if ax is None else (ax.figure, ax)
@@ -142,8 +143,6 @@ def histories_figure(histories: dict[str, Sequence[float]], book: dict[str, floa
 def image_grid_figure(images: Sequence[torch.Tensor], titles: Sequence[str], ncols: int | None = None,
                       size: float = 1.6, cmap: str = "Greys"):
     """Images in a grid (show_batch, top losses), each with a small title."""
-    import math
-
     n = max(len(images), 1)
     ncols = ncols or min(n, 5)
     nrows = math.ceil(n / ncols)

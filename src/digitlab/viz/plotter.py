@@ -16,6 +16,8 @@ import signal
 import sys
 from pathlib import Path
 
+from . import figures
+
 
 def can_fork() -> bool:
     """True where os.fork is available and safe to use in a process with threads (Linux and the BSDs)."""
@@ -24,8 +26,6 @@ def can_fork() -> bool:
 
 def render(path: str | Path, figure: str, kwargs: dict) -> Path:
     """Draw `viz.figures.<figure>(**kwargs)` and save it as a PNG at `path`."""
-    from . import figures
-
     return figures.save(getattr(figures, figure)(**kwargs), path)
 
 
@@ -111,8 +111,6 @@ def _zygote(pipes: list[tuple[int, int, int, int]]) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it kills the workers
         for _, jobs_w, done_r, _ in pipes:  # the parent's ends
             os.close(jobs_w), os.close(done_r)
-        from . import figures
-
         fig, ax = figures.new_figure(1, 1)  # load the fonts and the Agg renderer before the first real figure
         ax.set_title("warm-up")
         fig.canvas.draw()

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 def grey_table(img: torch.Tensor, rows: slice = slice(4, 15), cols: slice = slice(4, 22)) -> Table:
     """A rich Table of the pixel values in img[rows, cols] on grey backgrounds (white 0 to black 255)."""
-    import torch  # here, not at the top: importing digitlab.viz must not cost torch's import
+    import torch  # deferred: importing digitlab.viz must not cost torch's import
 
     region = img[rows, cols].cpu()
     scale = 255 if region.dtype == torch.uint8 or region.max() > 1 else 1

@@ -1,0 +1,85 @@
+"""Class probabilities in batches: the one inference path behind evaluation, ensembles, predict, interpretation and
+the fast path, with and without test-time augmentation (TTA).
+
+Images come as uint8 (N, 28, 28) the way the data layer stores them, or as floats (N, 28, 28) in [0, 1] the way
+`data.images.prepare_image` makes them; the model sees float (N, 1, 28, 28) in [0, 1].
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+
+from .data.tasks import to_input
+
+# The image itself and fixed one-pixel shifts (training shifts are up to 2 pixels); their mean is the TTA answer.
+TTA_SHIFTS: tuple[tuple[int, int], ...] = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def shift_images(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """Move (N, 1, H, W) images dx pixels right and dy pixels down, filling with black (0)."""
+    if dx == 0 and dy == 0:
+        return x
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)))  # (left, right, top, bottom)
+    top, left = max(-dy, 0), max(-dx, 0)
+    return padded[..., top:top + h, left:left + w]
+
+
+def as_model_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 28, 28) or float (N, 28, 28) in [0, 1] -> float (N, 1, 28, 28) in [0, 1]."""
+    if images.dtype == torch.uint8:
+        return to_input(images)
+    return (images.unsqueeze(1) if images.dim() == 3 else images).float()
+
+
+@torch.no_grad()
+def logits(model: torch.nn.Module, images: torch.Tensor, bs: int = 1024, shift: tuple[int, int] = (0, 0),
+           autocast: Callable[[], contextlib.AbstractContextManager] | None = None) -> torch.Tensor:
+    """Scores (N, C) as float32 on the model's device, in eval mode (restored after), `bs` images at a time.
+    `autocast` makes the context each batch runs in (the fast path's bf16)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    try:
+        for i in range(0, len(images), bs):
+            xb = shift_images(as_model_input(images[i:i + bs].to(device)), *shift)
+            with autocast() if autocast is not None else contextlib.nullcontext():
+                out.append(model(xb).float())
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 0, device=device)
+
+
+def class_probs(model: torch.nn.Module, images: torch.Tensor, bs: int = 1024, tta: bool = False,
+                autocast: Callable[[], contextlib.AbstractContextManager] | None = None) -> torch.Tensor:
+    """Probabilities (N, C) on the CPU; with `tta`, the mean over TTA_SHIFTS."""
+    shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
+    total = sum(torch.softmax(logits(model, images, bs, s, autocast), dim=-1) for s in shifts)
+    return (total / len(shifts)).cpu()
+
+
+def ensemble_probs(members: Iterable[torch.Tensor]) -> torch.Tensor:
+    """One equal vote per model: the sum of the members' probabilities (argmax is the ensemble's answer)."""
+    total = None
+    for probs in members:
+        total = probs.clone() if total is None else total.add_(probs)
+    if total is None:
+        raise ValueError("an ensemble needs at least one member's probabilities.")
+    return total
+
+
+def score(probs: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Accuracy, errors and mean cross-entropy of probabilities (N, C) against class indices (N,), with each
+    image's prediction and loss."""
+    labels = labels.to(probs.device)
+    preds = probs.argmax(1)
+    losses = -probs.clamp_min(1e-12).log().gather(1, labels.view(-1, 1)).squeeze(1)
+    errors = int((preds != labels).sum())
+    n = len(labels)
+    return {"accuracy": (n - errors) / n if n else float("nan"), "errors": errors, "n": n,
+            "loss": losses.mean().item() if n else float("nan"), "preds": preds, "losses": losses, "probs": probs}
