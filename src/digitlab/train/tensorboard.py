@@ -8,7 +8,7 @@ Without the extra, training works as before and `writer_or_none` says once how t
 
 from __future__ import annotations
 
-import warnings
+import sys
 from pathlib import Path
 
 import torch
@@ -78,9 +78,9 @@ def writer_or_none(log_dir: str | Path) -> RunWriter | None:
     global _told
     if available():
         return RunWriter(log_dir)
-    if not _told:
-        warnings.warn("TensorBoard event files are not written: `pip install 'digitlab[tensorboard]'` adds them "
-                      "(then `tensorboard --logdir runs`).", stacklevel=2)
+    if not _told:  # a note, not a warning: nothing is wrong with the run
+        print("note: TensorBoard event files are not written; `pip install 'digitlab[tensorboard]'` adds them "
+              "(then `tensorboard --logdir runs`).", file=sys.stderr)
         _told = True
     return None
 
