@@ -455,7 +455,7 @@ def train_members(b: Bench, cfg: TrainConfig, stop: float) -> tuple[list[dict], 
         if singles and time.monotonic() + b.estimate(cfg) > stop:
             break
         r = tr.run(seed)
-        p, pt = tr.test_probs(False), tr.test_probs(True)
+        p, pt = tr.final_probs(False), tr.final_probs(True)
         probs.append(p), probs_tta.append(pt)
         b.keep_probs(f"{label(cfg)} seed{seed}", p), b.keep_probs(f"{label(cfg)} seed{seed} tta", pt)
         singles.append({"seed": seed, "accuracy": r.accuracy, "tta_accuracy": acc(pt, labels), "seconds": r.seconds})

@@ -279,7 +279,7 @@ def test_a_saved_config_comes_back_equal_and_old_fast_records_read_as_the_fast_e
     cfg = TrainConfig(engine="fast", epochs=3, tta=True, aug_shift=3.0)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     old = {"model": "fastcnn", "epochs": 2, "eval_bs": 2000, "path": "fast", "augment": False}  # a FastConfig record
-    assert TrainConfig.from_dict(old) == TrainConfig(engine="fast", epochs=2, augment=False)
+    assert TrainConfig.from_dict(old) == TrainConfig(engine="fast", epochs=2, augment=False, valid_size=0)
 
 
 def test_the_fast_engine_refuses_what_only_the_learner_does(tmp_path):

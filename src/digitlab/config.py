@@ -46,6 +46,7 @@ class TrainConfig:
     seed: int = 42                # seeds the weights, the data order and augmentation
     device: str = "auto"          # auto (cuda if present), cpu, cuda, cuda:1, ...
     data: str | None = None       # folder with the IDX files or image folders (default: the shipped MNIST)
+    valid_size: int = 5000        # ten digits: training images held out for validation (stratified, fixed); 0: none
     engine: str = "learner"       # learner (callbacks, checkpoints, resume) or fast (train/fast.py)
     precision: str = "bf16"       # the fast engine's autocast: bf16 or fp32 (the Learner trains in fp32)
     graphs: bool | None = None    # the fast engine captures its step as a CUDA graph; None: on CUDA only
@@ -60,6 +61,7 @@ class TrainConfig:
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.lr > 0, f"lr must be positive, got {self.lr}"),
             (self.bs >= 1, f"bs must be at least 1, got {self.bs}"),
+            (self.valid_size >= 0, f"valid_size must be 0 or more, got {self.valid_size}"),
             (self.opt in ("sgd", "adam", "adamw"), f"opt must be sgd, adam or adamw, got {self.opt!r}"),
             (0 <= self.mom < 1, f"mom must be in [0, 1), got {self.mom}"),
             (self.wd >= 0, f"wd must be >= 0, got {self.wd}"),
@@ -81,12 +83,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """Rebuild from a saved dict, ignoring keys this version does not know (and the fast engine's old
-        `path: fast` marker)."""
+        """Rebuild a saved config, ignoring keys this version does not know; a record older than a field reads as
+        it ran (the fast engine's `path: fast` marker, no validation split)."""
         names = {f.name for f in fields(cls)}
         known = {k: v for k, v in d.items() if k in names}
         if d.get("path") == "fast":
             known.setdefault("engine", "fast")
+        known.setdefault("valid_size", 0)  # saved before the validation split: it trained on every training image
         return cls(**known)
 
     def replace(self, **changes) -> "TrainConfig":

@@ -1,7 +1,8 @@
 """A saved model's predictions on a user's own images: `Classifier.load(run_or_file).predict([image, ...])`.
 
-Each image is made to look like an MNIST digit by `data.images.prepare_image`, then the model scores them all
-in one batch.
+Each image is made to look like the model's training images, then the model scores them all in one batch: for a
+model of digits (its classes are ints) like an MNIST digit by `data.images.prepare_image`; for a model of named
+classes (Fashion-MNIST, image folders) by `data.images.prepare_whole` (grey, 28x28, light objects on black).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.images import BlankImageError, prepare_image
+from .data.images import BlankImageError, prepare_image, prepare_whole
 from .errors import DigitlabError
+from .calibration import apply_temperature
 from .inference import class_probs
 from .runs import resolve_model_file
 from .weights import load_model
@@ -23,9 +25,9 @@ UNSURE = 0.5  # a top probability below this is reported as a guess
 
 @dataclass
 class Prediction:
-    """One image's predicted digit, every class's probability, and the input the model saw."""
-    label: int                 # the digit
-    probs: dict[int, float]    # digit -> probability
+    """One image's predicted class, every class's probability, and the input the model saw."""
+    label: int | str                 # the class: a digit (MNIST) or a name ("Sneaker")
+    probs: dict[int | str, float]    # class -> probability
     input: torch.Tensor        # the 28x28 image the model saw
 
     @property
@@ -58,6 +60,8 @@ class Classifier:
 
     def __init__(self, model: torch.nn.Module, meta: dict):
         self.model, self.meta, self.classes = model.eval(), meta, list(meta["classes"])
+        self.digits = all(isinstance(c, int) for c in self.classes)  # MNIST's classes are the digits themselves
+        self.temperature = float(meta.get("temperature") or 1.0)  # fitted on the validation split at training
 
     @classmethod
     def load(cls, run_or_file: str | Path) -> "Classifier":
@@ -66,10 +70,16 @@ class Classifier:
 
     @torch.inference_mode()
     def predict_inputs(self, inputs: torch.Tensor, bs: int = 1024) -> torch.Tensor:
-        """Probabilities (N, C) for prepared inputs (N, 28, 28) in [0, 1], in batches of bs."""
+        """Calibrated probabilities (N, C) for prepared inputs (N, 28, 28) in [0, 1], in batches of bs: the
+        model's, at the temperature stored with it (models saved before calibration: as they are)."""
         if not len(inputs):
             return torch.empty(0, len(self.classes))
-        return class_probs(self.model, inputs, bs)
+        probs = class_probs(self.model, inputs, bs)
+        return probs if self.temperature == 1.0 else apply_temperature(probs, self.temperature)
+
+    def prepare(self, source) -> torch.Tensor:
+        """One image as this model's input (28, 28): a digit made to look like MNIST's, or a whole object."""
+        return prepare_image(source) if self.digits else prepare_whole(source)
 
     def predictions(self, inputs: torch.Tensor) -> list[Prediction]:
         """A Prediction for each prepared input (N, 28, 28)."""
@@ -78,7 +88,7 @@ class Classifier:
 
     def predict(self, sources: list) -> list[Prediction]:
         """Prepare each image and predict them in one batch. Raises ImageError/BlankImageError per bad image."""
-        return self.predictions(torch.stack([prepare_image(s) for s in sources]))
+        return self.predictions(torch.stack([self.prepare(s) for s in sources]))
 
     def predict_many(self, sources: list) -> list[Outcome]:
         """Like predict, but never raises for one image: a blank or unreadable image gets an Outcome saying so."""
@@ -86,7 +96,7 @@ class Classifier:
         for s in sources:
             name = str(s) if isinstance(s, (str, Path)) else "image"
             try:
-                inputs.append(prepare_image(s))
+                inputs.append(self.prepare(s))
                 slots.append(len(outcomes))
                 outcomes.append(Outcome(name))
             except BlankImageError as e:

@@ -35,14 +35,15 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            "augmentation (TrainConfig's defaults), on the Learner engine"),
     Recipe("best", "fastcnn_deep (two convs per size, 1.15M parameters), 30 epochs on the fast engine (bf16, CUDA "
            "graph and torch.compile on a GPU): a GPU recipe, hours on 2 CPU cores",
-           dict(model="fastcnn_deep", epochs=30, compile=True, engine="fast")),
+           dict(model="fastcnn_deep", epochs=30, compile=True, engine="fast", valid_size=0)),
     Recipe("best-m5", "An et al. 2020's M5 (`convnet5x5`: five unpadded 5x5 convs, no pooling), 60 epochs on the "
            "fast engine with stronger augmentation (3 pixels, 15 degrees); a member of best-ensemble",
-           dict(model="convnet5x5", epochs=60, aug_shift=3.0, aug_degrees=15.0, compile=True, engine="fast")),
+           dict(model="convnet5x5", epochs=60, aug_shift=3.0, aug_degrees=15.0, compile=True, engine="fast",
+                valid_size=0)),
     Recipe("best-strong", "fastcnn_deep, 40 epochs on the fast engine with stronger augmentation (3 pixels, 15 "
            "degrees, zoom +-15%); a member of best-ensemble",
            dict(model="fastcnn_deep", epochs=40, aug_shift=3.0, aug_degrees=15.0, aug_scale=0.15, compile=True,
-                engine="fast")),
+                engine="fast", valid_size=0)),
     Recipe("best-3v7", "the book's 3s and 7s: fastcnn, 40 epochs on the fast engine (one-cycle SGD lr 0.2, bs 256, "
            "label smoothing 0.1, augmentation, bf16)", dict(task="3v7", epochs=40, engine="fast")),
 ]}
@@ -100,8 +101,9 @@ def train_ensemble(ens: EnsembleRecipe, runs_root="runs", run_name: str | None =
     if n_seeds is not None and n_seeds < 1:
         raise ConfigError(f"an ensemble needs at least one model of each member; got {n_seeds} seeds.")
     folder = new_run_dir(runs_root, run_name, f"ensemble-{ens.name}")
-    task_data = load_task(ens.members[0].train_config().task, data)
-    labels = task_data.valid.labels
+    first = ens.members[0].train_config()
+    task_data = load_task(first.task, data, first.valid_size)
+    labels = task_data.final.labels
     members, votes = [], []
 
     for recipe in ens.members:
@@ -135,11 +137,11 @@ def ensemble_evaluate(runs: list, tta: bool = False, data_root=None) -> dict:
     if len(classes) != 1:
         raise ConfigError("the models were trained on different tasks (classes); ensemble models of one task.")
     task = task_of(classes.pop())
-    valid = load_task(task, data_root).valid
+    test = load_task(task, data_root).final  # the test split (the 3-vs-7 task: the book's valid)
     members, votes = [], []
     for run, (model, _) in zip(runs, models):
-        votes.append(inference.class_probs(model, valid.images, tta=tta))
-        members.append({"run": str(run), "accuracy": inference.score(votes[-1], valid.labels)["accuracy"]})
-    scored = inference.score(inference.ensemble_probs(votes), valid.labels)
+        votes.append(inference.class_probs(model, test.images, tta=tta))
+        members.append({"run": str(run), "accuracy": inference.score(votes[-1], test.labels)["accuracy"]})
+    scored = inference.score(inference.ensemble_probs(votes), test.labels)
     return {"task": task, "tta": tta, "n_models": len(runs), "members": members, "accuracy": scored["accuracy"],
             "errors": scored["errors"], "n": scored["n"]}

@@ -15,6 +15,8 @@ PLOT_CAPTIONS = {  # file -> caption, in the order shown
     "lr_schedule.png": "Learning rate of every training batch",
     "confusion_matrix.png": "Confusion matrix on the validation (test) set: rows actual, columns predicted",
     "top_losses.png": "The validation images the model is most wrong about",
+    "reliability.png": "Reliability on the scored split: accuracy against confidence, before and after the temperature "
+                       "fitted on the validation split (the diagonal is perfect calibration)",
     "weights.png": "The linear model's weights, one 28x28 image per class (red: ink there raises the score)",
 }
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -68,9 +70,14 @@ def render_report(run: Path) -> str:
     parts = [f"<h1>{html.escape(title)}</h1>"]
     if summary:
         parts.append(f'<p class="big">accuracy <b>{fmt(summary.get("accuracy"))}</b> ({fmt(summary.get("errors"))} '
-                     f'errors in {fmt(summary.get("n_valid"))}) &middot; {fmt(cfg.get("task"))} &middot; '
+                     f'errors in {fmt(summary.get("n", summary.get("n_valid")))}) &middot; {fmt(cfg.get("task"))} &middot; '
                      f'{fmt(cfg.get("model"))} &middot; {fmt(summary.get("epochs_done"))} epochs in '
                      f'{fmt(summary.get("train_seconds"))} s &middot; {fmt(summary.get("status"))}</p>')
+        if "test_accuracy" in summary:  # runs scored on a validation split and a test split apart
+            parts.append(f'<p>validation accuracy {fmt(summary.get("valid_accuracy"))} (what every choice read) '
+                         f'&middot; test accuracy <b>{fmt(summary.get("test_accuracy"))}</b> (scored once, after '
+                         f'training) &middot; expected calibration error {fmt(summary.get("ece"))} &rarr; '
+                         f'{fmt(summary.get("ece_calibrated"))} at temperature {fmt(summary.get("temperature"))}</p>')
     parts.append("<h2>Metrics per epoch</h2>" + table(metrics))
     parts.append("<h2>Plots</h2>")
     plots = run / "plots"

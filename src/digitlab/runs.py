@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from .calibration import ECE_BINS, apply_temperature
 from .config import TrainConfig
 from .errors import ConfigError, DigitlabError
 from .interpret import Interpretation
@@ -33,7 +34,7 @@ from .train.fit import fit
 from .train.result import TrainResult
 from .train.runtime import resolve_device
 from .train.tensorboard import RunWriter, TensorBoardLog, writer_or_none
-from .viz.figures import curves_figure, new_figure, save, weights_figure
+from .viz.figures import curves_figure, new_figure, reliability_figure, save, weights_figure
 from .weights import save_model
 
 RUNS_ROOT = Path("runs")
@@ -105,6 +106,7 @@ def list_runs(root: str | Path = RUNS_ROOT) -> list[dict]:
         summary = read_json_or(run / "summary.json", {})
         rows.append({"run": str(run), "task": config.get("task"), "model": config.get("model"),
                      "epochs": config.get("epochs"), "accuracy": summary.get("accuracy"),
+                     "valid_accuracy": summary.get("valid_accuracy"), "test_accuracy": summary.get("test_accuracy"),
                      "best_accuracy": summary.get("best_accuracy"), "valid_loss": summary.get("valid_loss"),
                      "seconds": summary.get("train_seconds"), "status": summary.get("status", "unfinished")})
     return rows
@@ -119,13 +121,14 @@ def record_run(result: TrainResult, run: Path, plots: bool = True, live: RunWrit
     write_metrics(run, result.history)
     meta = {"model": cfg.model, "classes": result.summary["classes"], "task": cfg.task,
             "accuracy": result.summary["accuracy"], "trained": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "epochs": result.summary["epochs_done"], "config": cfg.to_dict()}
+            "epochs": result.summary["epochs_done"], "config": cfg.to_dict(),
+            "temperature": result.summary["temperature"]}  # calibrates predict's and serve's probabilities
     save_model(result.model, run / MODEL_FILE, meta)
     write_json(run / "summary.json", result.summary)
     interp = None
     if result.data is not None and result.probs is not None:  # the final scoring pass, not a second one
-        valid = result.data.valid
-        interp = Interpretation(valid.images, valid.labels, result.probs, list(result.summary["classes"]))
+        final = result.data.final
+        interp = Interpretation(final.images, final.labels, result.probs, list(result.summary["classes"]))
         write_json(run / "interpretation.json", interp.to_dict())
     figures = run_figures(result, interp) if plots else {}
     for name, fig in figures.items():
@@ -151,8 +154,8 @@ def write_tensorboard(result: TrainResult, run: Path, figures: dict, live: RunWr
     if live is None:
         writer.history(result.history, result.batch_losses, result.lrs)
     s = result.summary
-    writer.hparams(result.config.to_dict(), {"accuracy": s["accuracy"], "valid_loss": s["valid_loss"],
-                                             "train_seconds": s["train_seconds"]})
+    writer.hparams(result.config.to_dict(), {k: s[k] for k in ("accuracy", "valid_accuracy", "test_accuracy",
+                                                                "valid_loss", "ece", "ece_calibrated", "train_seconds")})
     for name, fig in figures.items():
         writer.figure(name, fig)
     writer.close()
@@ -172,6 +175,9 @@ def run_figures(result: TrainResult, interp: Interpretation | None = None) -> di
     if interp is not None:
         figures["confusion_matrix"] = interp.plot_confusion_matrix(f"confusion matrix (accuracy {interp.accuracy:.4f})")
         figures["top_losses"] = interp.plot_top_losses(10)
+        calibrated = apply_temperature(interp.probs, result.summary["temperature"])
+        figures["reliability"] = reliability_figure({"as trained": interp.probs, "temperature-scaled": calibrated},
+                                                    interp.actual, ECE_BINS)
     linear = linear_weight(result.model) if result.config.model == "linear" else None
     if linear is not None:
         figures["weights"] = weights_figure(linear, result.summary["classes"])

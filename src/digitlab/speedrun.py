@@ -18,7 +18,9 @@ from .train.runtime import resolve_device
 
 
 def fast(**fields) -> TrainConfig:
-    return TrainConfig(engine="fast", **fields)
+    """A speedrun recipe: the fast engine on all 60000 training images (no validation split: the recipes were
+    fixed beforehand), scored once on the test set."""
+    return TrainConfig(engine="fast", valid_size=0, **fields)
 
 
 RECIPES: dict[str, dict[float, TrainConfig]] = {

@@ -61,7 +61,7 @@ def recipe(
     if as_json:
         print(json.dumps({"run": str(run), "recipe": name, **s}, indent=2))
     else:
-        out.print(f"recipe {name}: accuracy {s['accuracy']:.4f} ({s['errors']} errors in {s['n_valid']}), "
+        out.print(f"recipe {name}: accuracy {s['accuracy']:.4f} ({s['errors']} errors in {s['n']}), "
                   f"{s['train_seconds']:.1f}s of training; run folder {run}", highlight=False)
     return 3 if s["status"] == "diverged" else 0
 
@@ -116,7 +116,7 @@ def lr_find_cmd(
 
     cfg = TrainConfig(task=task, model=model, bs=bs, opt=opt, seed=seed, device=device, schedule="constant",
                       data=str(data) if data else None)
-    learn = build_learner(cfg, load_task(cfg.task, cfg.data), resolve_device(cfg.device))
+    learn = build_learner(cfg, load_task(cfg.task, cfg.data, cfg.valid_size), resolve_device(cfg.device))
     res = learn.lr_find(start_lr, end_lr, num_it)
     path = save(lr_find_figure(res), png)
     if as_json:

@@ -87,8 +87,8 @@ def train(
     if as_json:
         print(json.dumps({"run": str(run), **s}, indent=2))
     else:
-        out.print(f"accuracy {s['accuracy']:.4f} ({s['errors']} errors in {s['n_valid']}) after "
-                  f"{s['epochs_done']} epochs, {s['train_seconds']:.1f}s; run folder {run}", highlight=False)
+        out.print(f"{accuracy_line(s)} after {s['epochs_done']} epochs, {s['train_seconds']:.1f}s; run folder {run}",
+                  highlight=False)
         if not quiet:
             out.print(f"report: {run / 'report.html'}; next: digitlab predict {run} my_digit.png", highlight=False)
     if s["status"] == "diverged":
@@ -99,6 +99,19 @@ def train(
                   highlight=False)
         return 130 if s["interrupted"] == "SIGINT" else 143
     return 0
+
+
+def accuracy_line(s: dict) -> str:
+    """A summary's scores in words: validation, then the test split scored once, then calibration."""
+    parts = []
+    if s.get("valid_accuracy") is not None:
+        parts.append(f"valid accuracy {s['valid_accuracy']:.4f} ({s['valid_errors']} errors in {s['n_valid']})")
+    if s.get("test_accuracy") is not None:
+        parts.append(f"test accuracy {s['test_accuracy']:.4f} ({s['test_errors']} errors in {s['n_test']}, scored once)")
+    if s.get("test_accuracy") is None:
+        parts.append("no separate test split (the 3-vs-7 task keeps the book's: its valid is MNIST's test 3s and 7s)")
+    parts.append(f"calibration error {s['ece']:.2%} -> {s['ece_calibrated']:.2%} at temperature {s['temperature']:.2f}")
+    return "; ".join(parts)
 
 
 def strip_option(argv: list[str], option: str) -> list[str]:
@@ -135,7 +148,7 @@ def evaluate(run: Path = typer.Argument(..., help="A run folder or a .safetensor
     if uci_digits:
         return evaluate_uci(clf, as_json)
     task = clf.meta.get("task") or task_of(clf.classes)
-    interp = Interpretation.from_model(clf.model, load_task(task, data).valid, clf.classes)
+    interp = Interpretation.from_model(clf.model, load_task(task, data).final, clf.classes)
     summary = {"task": task, "accuracy": interp.accuracy, "errors": int((interp.preds != interp.actual).sum()),
                "n": len(interp.actual), "loss": interp.losses.mean().item(), **interp.to_dict()}
     if as_json:

@@ -242,6 +242,19 @@ def prepare_grey(grey: np.ndarray, percentile) -> torch.Tensor:
     return torch.from_numpy(centre_by_mass(small))
 
 
+def prepare_whole(source: str | Path | bytes | Image.Image | np.ndarray) -> torch.Tensor:
+    """Any image of a whole object (a Fashion-MNIST garment, an image-folder class) -> float (28, 28) in [0, 1]:
+    grey, squashed to 28x28 as the folder loader squashes training images, inverted when its border is light
+    (the data sets' objects are light on black). No cropping or centring: those are for handwritten digits."""
+    grey = as_grey(source)
+    if grey.shape != (28, 28):
+        grey = np.asarray(Image.fromarray(grey).resize((28, 28), Image.Resampling.BILINEAR), dtype=np.float32)
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if border.mean() > 0.5:
+        grey = 1.0 - grey
+    return torch.from_numpy(np.clip(grey, 0, 1).astype(np.float32))
+
+
 def save_input(x: torch.Tensor, path: str | Path) -> Path:
     """Save a prepared 28x28 input as a PNG (white ink on black, as the model sees it), scaled up 8x to be seen."""
     path = Path(path)

@@ -71,36 +71,48 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "digitlab"
 
 
-def verified_bytes(path: Path, expected: str) -> bytes:
-    """The file's uncompressed bytes, checked against the published sha256.
+def digest_bytes(path: Path) -> tuple[str, bytes]:
+    """The file's uncompressed bytes and their sha256.
 
-    The check runs once per version of the file (size and mtime); the unpacked bytes are kept in the cache
-    under their sha256, which makes later loads skip both the gunzip and the hash.
+    The hash runs once per version of the file (size and mtime); the unpacked bytes of a gzip file are kept in
+    the cache under their sha256, which makes later loads skip both the gunzip and the hash.
     """
     st = path.stat()
     key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    stamps_file, unpacked = cache_dir() / "verified.json", cache_dir() / f"{expected}.idx"
+    stamps_file = cache_dir() / "verified.json"
     try:
         stamps = json.loads(stamps_file.read_text())
     except (OSError, ValueError):
         stamps = {}
-    if stamps.get(key) == expected:
+    digest = stamps.get(key)
+    if digest:
         try:
-            return unpacked.read_bytes() if path.suffix == ".gz" else path.read_bytes()
+            return digest, (cache_dir() / f"{digest}.idx").read_bytes() if path.suffix == ".gz" else path.read_bytes()
         except OSError:
-            pass  # the cache was cleared: verify again
+            pass  # the cache was cleared: hash again
     data = read_bytes(path)
     digest = hashlib.sha256(data).hexdigest()
-    if digest != expected:
-        raise ChecksumError(f"{path}: checksum mismatch: sha256 of the uncompressed data is {digest}, expected "
-                            f"{expected}. The file is corrupt or a different data set; restore it from the repo "
-                            f"(git checkout -- {path.name}) or a mirror.")
     try:
         if path.suffix == ".gz":
-            atomic_write(unpacked, lambda tmp: tmp.write_bytes(data))
-        atomic_write(stamps_file, lambda tmp: tmp.write_text(json.dumps({**stamps, key: expected})))
+            atomic_write(cache_dir() / f"{digest}.idx", lambda tmp: tmp.write_bytes(data))
+        atomic_write(stamps_file, lambda tmp: tmp.write_text(json.dumps({**stamps, key: digest})))
     except OSError:
-        pass  # a read-only home only costs a re-check next time
+        pass  # a read-only home only costs a re-hash next time
+    return digest, data
+
+
+def checksum_error(path: Path, digest: str, expected: str) -> ChecksumError:
+    """The refusal of a file whose sha256 is not the published one."""
+    return ChecksumError(f"{path}: checksum mismatch: sha256 of the uncompressed data is {digest}, expected "
+                         f"{expected}. The file is corrupt or a different data set; restore it from the repo "
+                         f"(git checkout -- {path.name}) or a mirror.")
+
+
+def verified_bytes(path: Path, expected: str) -> bytes:
+    """The file's uncompressed bytes, checked against the published sha256 (hashed once per file version)."""
+    digest, data = digest_bytes(path)
+    if digest != expected:
+        raise checksum_error(path, digest, expected)
     return data
 
 
@@ -109,12 +121,19 @@ def load_split(split: str = "train", root: str | Path | None = None, verify: boo
     if split not in SPLIT_FILES:
         raise DataError(f"unknown split {split!r}; use one of {sorted(SPLIT_FILES)}.")
     root = data_dir(root)
-    arrays = []
-    for name, magic in zip(SPLIT_FILES[split], (IMAGES_MAGIC, LABELS_MAGIC)):
+    loaded = []
+    for name in SPLIT_FILES[split]:
         path = find_file(root, name)
-        data = verified_bytes(path, FILES[name]) if verify else read_bytes(path)
-        arrays.append((path, parse_idx(data, str(path), expect_magic=magic)))
-    (img_path, images), (lbl_path, labels) = arrays
+        loaded.append((path, verified_bytes(path, FILES[name]) if verify else read_bytes(path)))
+    return split_from_bytes(*loaded)
+
+
+def split_from_bytes(images_file: tuple[Path, bytes], labels_file: tuple[Path, bytes]) -> Split:
+    """A Split from the bytes of an images file and a labels file, after the reader's structural checks:
+    magic numbers, (N, 28, 28) images, one label per image, labels 0-9."""
+    (img_path, img_data), (lbl_path, lbl_data) = images_file, labels_file
+    images = parse_idx(img_data, str(img_path), expect_magic=IMAGES_MAGIC)
+    labels = parse_idx(lbl_data, str(lbl_path), expect_magic=LABELS_MAGIC)
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise IdxError(f"{img_path}: images have shape {images.shape}, expected (N, 28, 28).")
     if labels.ndim != 1:

@@ -29,13 +29,14 @@ from .. import inference
 from ..config import TrainConfig
 from ..data.augment import random_affine
 from ..data.loader import epoch_permutation
+from ..data.mnist import Split
 from ..data.tasks import TaskData, load_task, to_input
 from ..errors import ConfigError
 from ..models.registry import build_model
 from .losses import cross_entropy
 from .metrics import exact_accuracy
 from .optim import SGD
-from .result import TrainResult, summarize
+from .result import TrainResult, final_scores, summarize
 from .runtime import resolve_device, seed_everything
 from .schedule import one_cycle
 
@@ -232,18 +233,18 @@ class FastTrainer:
                     torch.cuda.set_sync_debug_mode("default")
             if track:
                 entry = {"epoch": epoch, "train_loss": self.loss_sum.item() / self.steps_per_epoch,
-                         "accuracy": self.accuracy(), "seconds": time.perf_counter() - start}
+                         **({"accuracy": self.accuracy()} if len(self.y_valid) else {}),
+                         "seconds": time.perf_counter() - start}
                 self.loss_sum.zero_()
                 history.append(entry)
                 if after_epoch is not None:
                     after_epoch(entry)
-        probs = self.test_probs(cfg.tta)
+        scores, probs = final_scores(lambda split: self.probs(split, cfg.tta), self.data)
         seconds = time.perf_counter() - start
         if not track:
             history.append({"epoch": n_epochs - 1, "train_loss": self.loss_sum.item() / total})
         run_cfg = cfg.replace(seed=seed, epochs=n_epochs)
-        scored = inference.score(probs, self.data.valid.labels)
-        summary = summarize(run_cfg, self.model, scored, history, seconds, self.device, self.classes)
+        summary = summarize(run_cfg, self.model, scores, history, seconds, self.device, self.classes)
         lrs = [lr for lr, _ in schedule]  # per-batch losses stay on the device, summed: only lrs are recorded
         return TrainResult(run_cfg, self.model, summary, history, lrs=lrs, probs=probs, data=self.data)
 
@@ -252,13 +253,19 @@ class FastTrainer:
             torch.cuda.synchronize(self.device)
 
     def accuracy(self) -> float:
-        """Test-set accuracy, computed on the device: one host read."""
+        """Validation accuracy, computed on the device: one host read."""
         logits = inference.logits(self.model, self.x_valid, EVAL_BS, autocast=self.autocast)
         return exact_accuracy(logits.argmax(1), self.y_valid)
 
-    def test_probs(self, tta: bool = False) -> torch.Tensor:
-        """Class probabilities on the test set (on the CPU), optionally averaged over the TTA shifts."""
-        return inference.class_probs(self.model, self.x_valid, EVAL_BS, tta, self.autocast)
+    def probs(self, split: Split, tta: bool = False) -> torch.Tensor:
+        """Class probabilities (on the CPU) of a split, optionally averaged over the TTA shifts; the validation
+        split's images are already on the device, the test split's go up batch by batch when it is scored."""
+        images = self.x_valid if split is self.data.valid else split.images
+        return inference.class_probs(self.model, images, EVAL_BS, tta, self.autocast)
+
+    def final_probs(self, tta: bool = False) -> torch.Tensor:
+        """Class probabilities on the split a final score reads (the test split, else valid)."""
+        return self.probs(self.data.final, tta)
 
 
 def fast_fit(cfg: TrainConfig, seeds=(0,), data: TaskData | None = None, device: str = "auto",
@@ -268,7 +275,7 @@ def fast_fit(cfg: TrainConfig, seeds=(0,), data: TaskData | None = None, device:
     """Train once per seed with one trainer. With `warmup` (default: on CUDA), an untimed one-epoch run first
     settles allocations, cuDNN's kernel choices and the CUDA graph ("time after a warm-up run"). `after_run` sees
     the trainer after each seed's run, while it still holds that run's weights (the next run overwrites them)."""
-    trainer = FastTrainer(cfg, data or load_task(cfg.task, cfg.data), resolve_device(device))
+    trainer = FastTrainer(cfg, data or load_task(cfg.task, cfg.data, cfg.valid_size), resolve_device(device))
     if trainer.cuda if warmup is None else warmup:
         trainer.run(seeds[0], epochs=1)
     results = []

@@ -27,7 +27,7 @@ from .learner import Learner
 from .losses import cross_entropy
 from .metrics import accuracy
 from .optim import SGD, Adam
-from .result import TrainResult, summarize
+from .result import TrainResult, final_scores, summarize
 from .runtime import resolve_device, seed_everything
 from .schedule import OneCycle
 
@@ -106,7 +106,7 @@ def fit(cfg: TrainConfig, cbs: Iterable[Callback] = (), data: TaskData | None = 
     on SIGINT or SIGTERM), and `resume=True` continues from it exactly. The fast engine has no callbacks,
     checkpoints or processes: it trains start to end (see train/fast.py).
     """
-    data = data or load_task(cfg.task, cfg.data)
+    data = data or load_task(cfg.task, cfg.data, cfg.valid_size)
     if cfg.engine == "fast":
         if resume or checkpoint_every or distributed.world()[1] > 1 or list(cbs):
             raise ConfigError("the fast engine trains start to end in one process, without callbacks or "
@@ -129,7 +129,7 @@ def fit_learner(cfg: TrainConfig, cbs: Iterable[Callback], data: TaskData, run_d
     if resume:
         restore(learn, ckpt, cfg.to_dict())
     start = time.perf_counter()
-    learn.fit(cfg.epochs, cfg.lr)
+    learn.fit(cfg.epochs, cfg.lr, validate=len(data.valid) > 0)
     seconds = time.perf_counter() - start
     rec = next(cb for cb in learn.cbs if isinstance(cb, Recorder))
     kept = learn.diverged is not None and ckpt is not None and ckpt.exists()
@@ -137,10 +137,10 @@ def fit_learner(cfg: TrainConfig, cbs: Iterable[Callback], data: TaskData, run_d
         restore_weights(learn.model, ckpt)  # the last good weights, not the NaNs
     if learn.diverged is not None:
         learn.diverged["kept_checkpoint"] = kept
-    probs = inference.class_probs(learn.model, data.valid.images, VALID_BS, cfg.tta)
+    scores, probs = final_scores(lambda split: inference.class_probs(learn.model, split.images, VALID_BS, cfg.tta), data)
     status = "diverged" if learn.diverged else "interrupted" if learn.interrupted else "finished"
-    summary = summarize(cfg, learn.model, inference.score(probs, data.valid.labels), rec.logs, seconds, device,
-                        data.classes, status, learn.diverged, learn.interrupted)
+    summary = summarize(cfg, learn.model, scores, rec.logs, seconds, device, data.classes, status, learn.diverged,
+                        learn.interrupted)
     return TrainResult(cfg, learn.model, summary, rec.logs, rec.losses, rec.lrs, probs, data, learn)
 
 

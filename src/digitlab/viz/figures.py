@@ -190,3 +190,25 @@ def weights_figure(weight: torch.Tensor, classes: Sequence[int]):
         ax.set_yticks([])
         ax.set_title(f"weights of {c}", fontsize=8)
     return fig
+
+
+def reliability_figure(probs_by_name: dict, labels, bins: int = 15):
+    """Reliability diagram: accuracy against confidence in equal-width bins, one line per set of probabilities
+    (say before and after temperature scaling); the diagonal is perfect calibration."""
+    fig, ax = new_figure(5, 4.5)
+    ax.plot([0, 1], [0, 1], ls=":", color="grey", label="perfectly calibrated")
+    labels = as_array(labels).astype(np.int64)
+    for i, (name, probs) in enumerate(probs_by_name.items()):
+        p = as_array(probs)
+        conf, right = p.max(1), p.argmax(1) == labels
+        which = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)  # bin i holds (i/bins, (i+1)/bins]
+        used = [b for b in range(bins) if (which == b).any()]
+        ax.plot([conf[which == b].mean() for b in used], [right[which == b].mean() for b in used], marker="o",
+                ms=4, color=f"C{i}", label=name)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("reliability on the scored split")
+    return fig
