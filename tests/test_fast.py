@@ -79,7 +79,7 @@ def test_same_seed_same_result_and_accuracy_floor(digits):
     trainer, (a, b) = fast_fit(fast_config(epochs=1, precision="fp32"), seeds=(3, 3), data=data, device="cpu",
                                warmup=False)
     assert a.accuracy == b.accuracy and a.history == b.history
-    assert a.accuracy > 0.85, a.accuracy  # 46 steps: the floor catches breakage, not quality
+    assert a.accuracy > 0.6, a.accuracy  # 46 steps (0.73-0.89 seen, by data order): catches breakage, chance is 0.1
     assert trainer.steps_per_epoch == 12000 // 256
 
 
@@ -166,7 +166,7 @@ def test_cuda_runs_pin_no_new_host_memory_after_the_warm_up(digits):
 
 def test_accuracy_is_exact_at_a_target_boundary(digits):
     """9970 right of 10000 is 0.997 exactly; a float32 mean (the bug that failed a speedrun) falls below it."""
-    labels = digits.valid.labels
+    labels = digits.test.labels
     preds = torch.cat([(labels[:30] + 1) % 10, labels[30:]])
     assert (preds == labels).float().mean().item() < 0.997  # the old way
     assert exact_accuracy(preds, labels) == 0.997

@@ -83,7 +83,7 @@ def test_tta_is_the_mean_over_shifted_copies(saved_models):
 @pytest.mark.slow
 def test_ensemble_scores_the_mean_probability(saved_models):
     res = ensemble_evaluate([str(p) for p in saved_models])
-    valid = load_task("digits").valid
+    valid = load_task("digits").test
     probs = sum(class_probs(load_model(p)[0], valid.images) for p in saved_models)
     assert res["accuracy"] == pytest.approx((probs.argmax(1) == valid.labels).float().mean().item(), abs=1e-7)
     assert res["n"] == 10000 and len(res["members"]) == 2 and res["task"] == "digits"
@@ -147,7 +147,7 @@ def test_the_recorded_h200_ensemble_rescores_to_the_documented_accuracy():
     from benchmarks.ensemble_probs import rescore
 
     record = torch.load(Path(__file__).parent.parent / "benchmarks/results/gpu-runs/h200-run4-members.pt")
-    res = rescore(record, load_task("digits").valid.labels)
+    res = rescore(record, load_task("digits").test.labels)
     assert res["n_models"] == 15 and len(res["recipes"]) == 3
     assert res["mixed"] == 0.9981 and min(res["leave_one_seed_out"].values()) >= 0.998
     assert all(r["ensemble"] < res["mixed"] for r in res["recipes"].values())  # the mix beats each kind alone

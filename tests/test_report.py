@@ -25,7 +25,7 @@ def run(tmp_path_factory):
 def test_report_embeds_every_plot_as_a_readable_png(run):
     page = (run / "report.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(images) == len(list((run / "plots").glob("*.png"))) == 5
+    assert len(images) == len(list((run / "plots").glob("*.png"))) == 6
     for data in images:
         with Image.open(io.BytesIO(base64.b64decode(data))) as im:
             assert im.format == "PNG" and im.size[0] > 100
