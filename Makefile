@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup browser reproduce test test-fast bench clean
+.PHONY: setup browser datasets reproduce test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -25,7 +25,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "could not install chromium (needs root and apt); the browser test will fail"
 
-test: setup browser
+# Fashion-MNIST, the second worked example and the catalogue's tests, from Debian's package (nothing is downloaded
+# at run time); tests that need it skip without it, and fail under CI=true.
+datasets:
+	@test -d /usr/share/datasets/fashion-mnist || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \
+	  || echo "could not install dataset-fashion-mnist (needs root and apt); the Fashion-MNIST tests will skip or fail"
+
+test: setup browser datasets
 	$(PY) -m pytest
 
 test-fast: setup

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tomli_w
 
-from .data.tasks import TASKS
+from .data.tasks import TASKS, parse_classes
 from .errors import ConfigError
 from .models.registry import MODELS
 
@@ -28,7 +28,8 @@ ENGINES = ("learner", "fast")
 
 @dataclass
 class TrainConfig:
-    task: str = "digits"          # "3v7" (the book's 3s and 7s) or "digits" (all ten)
+    task: str = "digits"          # "digits" (every class of the data set: MNIST's ten) or "3v7" (the book's 3s and 7s)
+    classes: str | None = None    # a subset of the data set's classes, comma-separated names or digits ("Bag,Sneaker")
     model: str = "fastcnn"        # a name in digitlab.models.MODELS
     epochs: int = 10              # passes over the training set
     lr: float = 0.2               # peak learning rate (one-cycle) or the constant rate
@@ -46,6 +47,7 @@ class TrainConfig:
     seed: int = 42                # seeds the weights, the data order and augmentation
     device: str = "auto"          # auto (cuda if present), cpu, cuda, cuda:1, ...
     data: str | None = None       # folder with the IDX files or image folders (default: the shipped MNIST)
+    valid_pct: float | None = None  # a single image folder: the share held out for validation (None: 0.2)
     valid_size: int = 5000        # ten digits: training images held out for validation (stratified, fixed); 0: none
     engine: str = "learner"       # learner (callbacks, checkpoints, resume) or fast (train/fast.py)
     precision: str = "bf16"       # the fast engine's autocast: bf16 or fp32 (the Learner trains in fp32)
@@ -57,6 +59,9 @@ class TrainConfig:
         fast_only = self.engine != "fast" or (self.opt == "sgd" and self.schedule == "one_cycle")
         checks = [
             (self.task in TASKS, f"task must be one of {', '.join(TASKS)}, got {self.task!r}"),
+            (self.classes is None or len(parse_classes(self.classes) or ()) >= 2,
+             f"classes must name at least two classes, comma-separated (e.g. \"Bag,Sneaker\"), got {self.classes!r}"),
+            (self.valid_pct is None or 0 < self.valid_pct < 1, f"valid_pct must be between 0 and 1, got {self.valid_pct}"),
             (self.model in MODELS, f"model must be one of {', '.join(sorted(MODELS))}, got {self.model!r}"),
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.lr > 0, f"lr must be positive, got {self.lr}"),

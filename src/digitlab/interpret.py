@@ -27,10 +27,10 @@ class Interpretation:
     images: torch.Tensor    # uint8 (N, 28, 28)
     actual: torch.Tensor    # int64 (N,) class indices
     probs: torch.Tensor     # float (N, C)
-    classes: Sequence[int]  # the digit of each class index
+    classes: Sequence       # what each class index stands for: a digit (MNIST) or a name ("Sneaker")
 
     @classmethod
-    def from_model(cls, model: torch.nn.Module, split: Split, classes: Sequence[int]) -> "Interpretation":
+    def from_model(cls, model: torch.nn.Module, split: Split, classes: Sequence) -> "Interpretation":
         """Run the model over the split in eval mode (batched) and keep its probabilities."""
         return cls(split.images, split.labels, class_probs(model, split.images), list(classes))
 
@@ -50,13 +50,13 @@ class Interpretation:
     def confusion_matrix(self) -> torch.Tensor:
         return confusion_matrix(self.actual, self.preds, len(self.classes))
 
-    def per_class_accuracy(self) -> dict[int, float]:
-        """Digit -> the fraction of its images classified right (recall)."""
+    def per_class_accuracy(self) -> dict:
+        """Class (digit or name) -> the fraction of its images classified right (recall)."""
         cm = self.confusion_matrix().float()
         return {d: (cm[i, i] / cm[i].sum().clamp_min(1)).item() for i, d in enumerate(self.classes)}
 
-    def most_confused(self, min_count: int = 1) -> list[tuple[int, int, int]]:
-        """(actual digit, predicted digit, count) for off-diagonal cells, most frequent first."""
+    def most_confused(self, min_count: int = 1) -> list[tuple]:
+        """(actual class, predicted class, count) for off-diagonal cells, most frequent first."""
         cm = self.confusion_matrix()
         pairs = [(self.classes[i], self.classes[j], int(cm[i, j])) for i in range(len(self.classes))
                  for j in range(len(self.classes)) if i != j and cm[i, j] >= min_count]
@@ -78,8 +78,14 @@ class Interpretation:
                 "most_confused": self.most_confused()[:10], "top_losses": self.top_losses(k)}
 
     def plot_confusion_matrix(self, title: str | None = None):
-        """The confusion matrix as a figure, counts printed in each cell."""
-        return confusion_figure(self.confusion_matrix(), self.classes, title)
+        """The confusion matrix as a figure, counts printed in each cell; class names slanted so they fit."""
+        fig = confusion_figure(self.confusion_matrix(), self.classes, title)
+        if max(len(str(c)) for c in self.classes) > 2:  # names such as "Ankle boot", not digits
+            ax = fig.axes[0]
+            ax.set_xticks(ax.get_xticks(), ax.get_xticklabels(), rotation=45, ha="right", fontsize=7)
+            ax.tick_params(axis="y", labelsize=7)
+            fig.subplots_adjust(left=0.24, bottom=0.24)
+        return fig
 
     def plot_top_losses(self, k: int = 9):
         """The k worst images, each titled predicted/actual/loss/probability (fastai's plot_top_losses)."""
@@ -90,9 +96,9 @@ class Interpretation:
         return fig
 
 
-def show_batch(images: torch.Tensor, labels: Sequence | torch.Tensor, classes: Sequence[int] | None = None,
+def show_batch(images: torch.Tensor, labels: Sequence | torch.Tensor, classes: Sequence | None = None,
                n: int = 9):
-    """The first n images with their labels (digits, or class indices mapped through `classes`)."""
+    """The first n images with their labels (class indices, named through `classes` when given)."""
     images = images[:n]
     if images.dim() == 4:  # (N, 1, 28, 28) batches from a DataLoader
         images = images[:, 0]

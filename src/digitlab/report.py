@@ -58,6 +58,15 @@ def embedded_image(path: Path, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+def dataset_name(config: dict) -> str:
+    """The data set a run trained on, as recorded in its config.json (runs from before the catalogue: MNIST)."""
+    return fmt((config.get("dataset") or {}).get("name") or "MNIST")
+
+
+def classes_note(cfg: dict) -> str:
+    return f" ({fmt(cfg['classes'])})" if cfg.get("classes") else ""
+
+
 def render_report(run: Path) -> str:
     """The report of a run folder as one HTML string."""
     run = Path(run)
@@ -70,7 +79,8 @@ def render_report(run: Path) -> str:
     parts = [f"<h1>{html.escape(title)}</h1>"]
     if summary:
         parts.append(f'<p class="big">accuracy <b>{fmt(summary.get("accuracy"))}</b> ({fmt(summary.get("errors"))} '
-                     f'errors in {fmt(summary.get("n", summary.get("n_valid")))}) &middot; {fmt(cfg.get("task"))} &middot; '
+                     f'errors in {fmt(summary.get("n", summary.get("n_valid")))}) &middot; {dataset_name(config)} '
+                     f'{fmt(cfg.get("task"))}{classes_note(cfg)} &middot; '
                      f'{fmt(cfg.get("model"))} &middot; {fmt(summary.get("epochs_done"))} epochs in '
                      f'{fmt(summary.get("train_seconds"))} s &middot; {fmt(summary.get("status"))}</p>')
         if "test_accuracy" in summary:  # runs scored on a validation split and a test split apart
@@ -85,8 +95,9 @@ def render_report(run: Path) -> str:
         if (plots / name).exists():
             parts.append(embedded_image(plots / name, caption))
     if interp:
-        per_class = [{"digit": d, "accuracy": a} for d, a in interp.get("per_class_accuracy", {}).items()]
-        parts.append("<h2>Accuracy per digit</h2>" + table(per_class))
+        kind = "digit" if all(isinstance(c, int) for c in interp.get("classes", [])) else "class"
+        per_class = [{kind: d, "accuracy": a} for d, a in interp.get("per_class_accuracy", {}).items()]
+        parts.append(f"<h2>Accuracy per {kind}</h2>" + table(per_class))
         confused = [{"actual": a, "predicted": p, "count": c} for a, p, c in interp.get("most_confused", [])]
         parts.append("<h2>Most confused pairs</h2>" + table(confused))
         parts.append("<h2>Top losses</h2>" + table(interp.get("top_losses", [])))
@@ -94,7 +105,7 @@ def render_report(run: Path) -> str:
     parts.append("<h2>Config</h2>" + kv_table(cfg))
     parts.append("<h2>Environment</h2>" + kv_table(config.get("environment", {})))
     parts.append(f"<p>Re-score: <code>digitlab evaluate {html.escape(str(run))}</code> &middot; predict: "
-                 f"<code>digitlab predict {html.escape(str(run))} my_digit.png</code></p>")
+                 f"<code>digitlab predict {html.escape(str(run))} my_image.png</code></p>")
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
 

@@ -117,12 +117,14 @@ def record_run(result: TrainResult, run: Path, plots: bool = True, live: RunWrit
     the interpretation of its final predictions, plots, TensorBoard event files and the report. `live` is the
     writer that logged the run while it trained (otherwise its history is written to TensorBoard now)."""
     cfg = result.config
-    write_config(run, cfg, {"environment": environment(result.summary["device"]), "params": result.summary["params"]})
+    dataset = result.data.info if result.data is not None else None  # name, folder, classes, sha256 of its files
+    write_config(run, cfg, {"environment": environment(result.summary["device"]), "params": result.summary["params"],
+                            "dataset": dataset})
     write_metrics(run, result.history)
     meta = {"model": cfg.model, "classes": result.summary["classes"], "task": cfg.task,
             "accuracy": result.summary["accuracy"], "trained": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "epochs": result.summary["epochs_done"], "config": cfg.to_dict(),
-            "temperature": result.summary["temperature"]}  # calibrates predict's and serve's probabilities
+            "temperature": result.summary["temperature"], "dataset": dataset}  # calibrates predict's and serve's probabilities
     save_model(result.model, run / MODEL_FILE, meta)
     write_json(run / "summary.json", result.summary)
     interp = None

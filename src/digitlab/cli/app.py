@@ -16,7 +16,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="
 out = Console(soft_wrap=True)  # long paths stay on one line in logs and pipes
 err = Console(stderr=True, soft_wrap=True)
 
-DataOpt: Optional[Path] = typer.Option(None, "--data", help="Folder with the four MNIST IDX files "
+DataOpt: Optional[Path] = typer.Option(None, "--data", help="Folder with four IDX files (MNIST, Fashion-MNIST, "
+                                       "any other) or image folders (train/<class>/, valid/<class>/, or <class>/) "
                                        "(default: $DIGITLAB_DATA, else the MNIST files shipped in the package).")
 
 

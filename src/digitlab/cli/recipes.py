@@ -116,7 +116,7 @@ def lr_find_cmd(
 
     cfg = TrainConfig(task=task, model=model, bs=bs, opt=opt, seed=seed, device=device, schedule="constant",
                       data=str(data) if data else None)
-    learn = build_learner(cfg, load_task(cfg.task, cfg.data, cfg.valid_size), resolve_device(cfg.device))
+    learn = build_learner(cfg, load_task(cfg.task, cfg.data, cfg.valid_size, cfg.classes, cfg.valid_pct), resolve_device(cfg.device))
     res = learn.lr_find(start_lr, end_lr, num_it)
     path = save(lr_find_figure(res), png)
     if as_json:

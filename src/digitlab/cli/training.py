@@ -9,12 +9,18 @@ from typing import Optional
 import numpy as np
 import typer
 
+from ..errors import DataError
 from .app import DataOpt, app, err, out
 
 
 @app.command()
 def train(
-    task: Optional[str] = typer.Option(None, help="3v7 (the book's 3s and 7s) or digits (all ten). [default: digits]"),
+    task: Optional[str] = typer.Option(None, help="digits (every class of the data set: MNIST's ten) or 3v7 (the "
+                                       "book's 3s and 7s). [default: digits]"),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Only these classes of the data set, comma-"
+                                          "separated names or digits: 'Sneaker,Bag', '3,5,8'."),
+    valid_pct: Optional[float] = typer.Option(None, "--valid-pct", help="A single image folder (root/<class>/*): "
+                                              "the share held out for validation, by a fixed seed. [default: 0.2]"),
     model: Optional[str] = typer.Option(None, help="Model name: linear, simple_net, mlp, cnn, ... [default: cnn]"),
     epochs: Optional[int] = typer.Option(None, help="Passes over the training set."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (one-cycle) or the constant rate."),
@@ -68,7 +74,7 @@ def train(
         from ..train.distributed import launch  # deferred: keeps --help fast
         return launch(nproc, strip_option(sys.argv[1:], "--nproc"))
 
-    given = dict(task=task, model=model, epochs=epochs, lr=lr, bs=bs, opt=opt, mom=mom, wd=wd, schedule=schedule,
+    given = dict(task=task, classes=classes, valid_pct=valid_pct, model=model, epochs=epochs, lr=lr, bs=bs, opt=opt, mom=mom, wd=wd, schedule=schedule,
                  label_smoothing=label_smoothing, augment=augment, seed=seed, device=device, engine=engine, tta=tta,
                  data=str(data) if data else None)
     cfg = None if resume else TrainConfig.resolve(config, **given)
@@ -102,8 +108,8 @@ def train(
 
 
 def accuracy_line(s: dict) -> str:
-    """A summary's scores in words: validation, then the test split scored once, then calibration."""
-    parts = []
+    """A summary's scores in words: the final score, validation, the test split scored once, calibration."""
+    parts = [f"accuracy {s['accuracy']:.4f} ({s['errors']} errors in {s['n']})"]
     if s.get("valid_accuracy") is not None:
         parts.append(f"valid accuracy {s['valid_accuracy']:.4f} ({s['valid_errors']} errors in {s['n_valid']})")
     if s.get("test_accuracy") is not None:
@@ -133,31 +139,49 @@ def evaluate(run: Path = typer.Argument(..., help="A run folder or a .safetensor
                                              "(not MNIST; shipped inside scikit-learn) through predict's preprocessing."),
              as_json: bool = typer.Option(False, "--json", help="Print JSON."),
              data: Optional[Path] = DataOpt):
-    """Re-score a saved model on the test set of its task: accuracy, loss, accuracy per digit and the confusion
-    matrix (rows actual, columns predicted).
+    """Re-score a saved model on the test set of its task and data set (the folder in its config, or --data):
+    accuracy, loss, accuracy per class and the confusion matrix (rows actual, columns predicted).
 
     Example: [bold]digitlab evaluate runs/20261126-120000-digits-cnn[/]
     Example: [bold]digitlab evaluate runs/my-run --uci-digits[/]
+    Example: [bold]digitlab evaluate runs/fashion --data /usr/share/datasets/fashion-mnist[/]
     """
     from ..console import confusion_table, dict_table  # deferred: keeps --help fast
-    from ..data.tasks import load_task, task_of  # deferred: keeps --help fast
     from ..interpret import Interpretation  # deferred: keeps --help fast
     from ..predict import Classifier  # deferred: keeps --help fast
 
     clf = Classifier.load(run)
     if uci_digits:
         return evaluate_uci(clf, as_json)
-    task = clf.meta.get("task") or task_of(clf.classes)
-    interp = Interpretation.from_model(clf.model, load_task(task, data).final, clf.classes)
-    summary = {"task": task, "accuracy": interp.accuracy, "errors": int((interp.preds != interp.actual).sum()),
+    task, task_data = model_task_data(clf, data)
+    interp = Interpretation.from_model(clf.model, task_data.final, clf.classes)
+    summary = {"task": task, "dataset": (task_data.info or {}).get("name"), "accuracy": interp.accuracy,
+               "errors": int((interp.preds != interp.actual).sum()),
                "n": len(interp.actual), "loss": interp.losses.mean().item(), **interp.to_dict()}
     if as_json:
         print(json.dumps(summary, indent=2))
         return
-    out.print(f"{task}: accuracy {summary['accuracy']:.4f} ({summary['errors']} errors in {summary['n']}), loss "
+    out.print(f"{summary['dataset']} {task}: accuracy {summary['accuracy']:.4f} ({summary['errors']} errors in "
+              f"{summary['n']}), loss "
               f"{summary['loss']:.4f}", highlight=False)
-    out.print(dict_table(interp.per_class_accuracy(), title="accuracy per digit"))
+    out.print(dict_table(interp.per_class_accuracy(), title=f"accuracy per {'digit' if clf.digits else 'class'}"))
     out.print(confusion_table(interp.confusion_matrix(), interp.classes))
+
+
+def model_task_data(clf, data: Optional[Path]):
+    """(task, TaskData) a saved model was trained on: its own config's data folder, classes and splits (or --data
+    for a data set that has moved); a model whose classes the data does not have is refused."""
+    from ..data.tasks import load_task, task_of  # deferred: keeps --help fast
+
+    cfg = clf.meta.get("config") or {}
+    task = clf.meta.get("task") or task_of(clf.classes)
+    root = data if data is not None else cfg.get("data")
+    task_data = load_task(task, root, cfg.get("valid_size", 0), cfg.get("classes"), cfg.get("valid_pct"))
+    if list(task_data.classes) != list(clf.classes):
+        where = root or "the shipped MNIST"
+        raise DataError(f"the model's classes {clf.classes} are not those of the data in {where} "
+                        f"({list(task_data.classes)}); pass --data with the folder it was trained on.")
+    return task, task_data
 
 
 def evaluate_uci(clf, as_json: bool):
@@ -166,6 +190,9 @@ def evaluate_uci(clf, as_json: bool):
     from ..data.uci import uci_digits  # deferred: keeps --help fast
     from ..predict import accuracy_on  # deferred: keeps --help fast
 
+    if not clf.digits:
+        names = ", ".join(map(str, clf.classes))
+        raise DataError(f"--uci-digits scores a model of digits; this one tells apart {names}.")
     images, labels = uci_digits()
     keep = np.isin(labels, clf.classes)
     res = {"dataset": "UCI handwritten digits (scikit-learn load_digits)",
@@ -222,14 +249,17 @@ def compare_cmd(selected: list[str], html: Path, as_json: bool) -> None:
 
 @app.command()
 def predict(run: Path = typer.Argument(..., help="A run folder or a .safetensors file."),
-            images: list[Path] = typer.Argument(..., help="PNG, JPEG or WebP files of single digits, any size or "
-                                                "colour; a folder stands for the images in it."),
+            images: list[Path] = typer.Argument(..., help="PNG, JPEG or WebP files of single digits (or, for a "
+                                                "model of named classes, single objects), any size or colour; a "
+                                                "folder stands for the images in it."),
             as_json: bool = typer.Option(False, "--json", help="Print JSON: one object per image."),
             show: Optional[Path] = typer.Option(None, "--show", help="Save the 28x28 each image became (what the "
                                                 "model saw) as <folder>/<image name>.png.")):
-    """Predict the digit in each image. Each is made to look like MNIST first: grey, inverted if the paper is
-    light, cropped to the ink, strokes evened, scaled into 20x20 and centred by mass in 28x28. A blank image
-    is answered as blank, not guessed.
+    """Predict the class of each image: a digit, or for a model of named classes (Fashion-MNIST, image folders)
+    its name ("label": "Sneaker"). For digits each image is made to look like MNIST first: grey, inverted if the
+    paper is light, cropped to the ink, strokes evened, scaled into 20x20 and centred by mass in 28x28; a blank
+    image is answered as blank, not guessed. For named classes it is made grey and 28x28, inverted if its border
+    is light (the data sets' objects are light on black).
 
     Example: [bold]digitlab predict runs/my-run my_digit.png[/]
     Example: [bold]digitlab predict runs/my-run photos/ --json --show seen/[/]
@@ -274,10 +304,10 @@ def export_cmd(run: Path = typer.Argument(..., help="A run folder or a .safetens
     Example: [bold]digitlab export runs/my-run --format onnx[/]
     Example: [bold]digitlab export runs/my-run --format torchscript --out model.pt[/]
     """
-    from ..data.mnist import load_split  # deferred: keeps --help fast
     from ..export import export_model  # deferred: keeps --help fast
+    from ..predict import Classifier  # deferred: keeps --help fast
 
-    images = load_split("valid", data).images[:1000].float() / 255
+    images = model_task_data(Classifier.load(run), data)[1].final.images[:1000].float() / 255
     path, check = export_model(run, fmt, dest, images)
     out.print(f"wrote {path}: same label as the original on {check['same_labels']:.1%} of {check['n']} test "
               f"images, largest score difference {check['max_abs_diff']:.2e}", highlight=False)

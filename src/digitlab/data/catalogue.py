@@ -88,7 +88,8 @@ def load_dataset(root: str | Path | None = None, quiet: bool = False) -> IdxData
     hashed = {name: digest_bytes(path) for name, path in paths.items()}
     digests = {name: digest for name, (digest, _) in hashed.items()}
     known = identify(root, digests, paths)
-    splits = {split: split_from_bytes(*((paths[n], hashed[n][1]) for n in names)) for split, names in SPLIT_FILES.items()}
+    splits = {split: split_from_bytes(*((paths[n], hashed[n][1]) for n in names))
+              for split, names in SPLIT_FILES.items()}
     if known is not None:
         return IdxDataset(known.name, root, known.classes, known.mean, known.std, digests, splits)
     train = splits["train"].images.float().div_(255)

@@ -44,49 +44,28 @@ def export_split(split: Split, out: str | Path, indices: torch.Tensor | None = N
     return dict(sorted(counts.items()))
 
 
-def read_image(path: Path, size: tuple[int, int] = (28, 28)) -> np.ndarray:
-    """One image as a uint8 grey array of `size` (h, w); DataError if it is not a readable image of that size."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            grey = im.convert("L")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: not a readable image ({e.__class__.__name__}: {e}).") from None
-    if grey.size[::-1] != size:
-        raise DataError(f"{path}: image is {grey.size[0]}x{grey.size[1]}, expected {size[1]}x{size[0]}. "
-                        f"Resize it, or use `digitlab predict` which preprocesses images of any size.")
-    return np.asarray(grey, dtype=np.uint8)
-
-
 def load_folder(path: str | Path, skip_bad: bool = False) -> tuple[Split, list[str]]:
-    """Read <path>/<label>/* images into a Split; labels are the folder names, which must be digits 0-9.
+    """One folder of class folders (<path>/<class>/*) as a Split, labels indexing the sorted class names, images in
+    file-name order (see decode_split); no cache.
 
-    Files that are not images are an error, or with `skip_bad` are skipped and returned as warnings.
-    """
+    An unreadable image is an error, or with `skip_bad` is skipped and returned as a warning."""
     root = Path(path)
     if not root.is_dir():
-        raise DataError(f"{root}: no such folder. Give a folder holding one sub-folder per label (e.g. 3/ and 7/).")
-    label_dirs = sorted(p for p in root.iterdir() if p.is_dir())
-    if not label_dirs:
-        raise DataError(f"{root}: no label folders inside. Expected sub-folders named by digit, e.g. {root}/3/.")
-    images, labels, warnings = [], [], []
-    for d in label_dirs:
-        if not (d.name.isdigit() and 0 <= int(d.name) <= 9):
-            raise DataError(f"{d}: label folder names must be digits 0-9, got {d.name!r}.")
-        files = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
-        n_before = len(images)
-        for f in files:
-            try:
-                images.append(read_image(f))
-                labels.append(int(d.name))
-            except DataError as e:
-                if not skip_bad:
-                    raise DataError(f"{e} Remove it, or pass skip_bad=True (--skip-bad) to skip such files.") from None
-                warnings.append(str(e))
-        if len(images) == n_before:
+        raise DataError(f"{root}: no such folder. Give a folder holding one sub-folder per class (e.g. 3/ and 7/).")
+    folders = class_folders(root)
+    if not folders:
+        raise DataError(f"{root}: no label folders inside. Expected one sub-folder per class, e.g. {root}/3/.")
+    classes = [d.name for d in folders]
+    files = {d.name: image_files(d) for d in folders}
+    skipped: list[str] = []
+    split = decode_split(files, classes, skipped)
+    if skipped and not skip_bad:
+        raise DataError(f"{skipped[0]} (not a readable image). Remove it, or pass skip_bad=True to skip such files.")
+    counts = torch.bincount(split.labels, minlength=len(classes))
+    for i, d in enumerate(folders):
+        if counts[i] == 0:
             raise DataError(f"{d}: empty class folder (no readable images). Add images or remove the folder.")
-    split = Split(torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64))
-    return split, warnings
+    return split, skipped
 
 
 def export_dataset(dest: str | Path, task: str = "3v7", root=None) -> dict[str, dict[int, int]]:
@@ -171,14 +150,17 @@ def decode_split(files: dict[str, list[os.DirEntry]], classes: list[str], skippe
     """Decode a split's images (labels: index of the class folder in `classes`); unreadable ones are skipped and
     noted in `skipped`."""
     images, labels = [], []
-    for name, entries in files.items():
-        label = classes.index(name)
-        for e in entries:
-            try:
-                images.append(decode(e.path))
-                labels.append(label)
-            except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
-                skipped.append(f"{e.path}: {err.__class__.__name__}: {err}")
+    # in file-name order across the classes (class order for equal names): the folders `digitlab data export`
+    # writes (<index in the IDX file>.png) then give the IDX files' tensors in their order, so the same recipe and
+    # seed train the same model on either
+    ordered = sorted(((e.name, classes.index(name), e) for name, entries in files.items() for e in entries),
+                     key=lambda t: (t[0], t[1]))
+    for _, label, e in ordered:
+        try:
+            images.append(decode(e.path))
+            labels.append(label)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            skipped.append(f"{e.path}: {err.__class__.__name__}: {err}")
     stacked = torch.from_numpy(np.stack(images)) if images else torch.empty(0, *SIZE, dtype=torch.uint8)
     return Split(stacked, torch.tensor(labels, dtype=torch.int64))
 
@@ -190,6 +172,12 @@ def folder_layout(root: Path, valid_pct: float | None) -> dict[str, list[Path]]:
                         f"train/<class>/ and valid/<class>/ folders.")
     train_dir = root / "train" if (root / "train").is_dir() else root
     layout = {"train": class_folders(train_dir)}
+    if not layout["train"]:
+        raise DataError(f"{train_dir}: no label folders inside. Put each class's images in a sub-folder named by "
+                        f"the class, e.g. {train_dir}/cat/1.png.")
+    if len(layout["train"]) < 2:
+        raise DataError(f"{train_dir}: a single class folder ({layout['train'][0].name}); a classifier needs at "
+                        f"least two classes. Add another class folder.")
     if (root / "valid").is_dir():
         if valid_pct is not None:
             raise ConfigError(f"{root} has its own valid/ folder; drop --valid-pct (it splits a single folder).")
@@ -202,12 +190,6 @@ def folder_layout(root: Path, valid_pct: float | None) -> dict[str, list[Path]]:
     elif train_dir != root:
         raise DataError(f"{root} has train/ but no valid/ folder; add valid/<class>/ folders, or put the class "
                         f"folders directly in {root} and pass --valid-pct to split them.")
-    if not layout["train"]:
-        raise DataError(f"{train_dir}: no class folders inside. Put each class's images in a sub-folder named by "
-                        f"the class, e.g. {train_dir}/cat/1.png.")
-    if len(layout["train"]) < 2:
-        raise DataError(f"{train_dir}: a single class folder ({layout['train'][0].name}); a classifier needs at "
-                        f"least two classes. Add another class folder.")
     return layout
 
 
@@ -236,15 +218,17 @@ def load_image_folders(root: str | Path, valid_pct: float | None = None, seed: i
     for split, per_class in files.items():
         for name, entries in per_class.items():
             if not entries:
-                raise DataError(f"{layout_folder(root, split) / name}: empty class folder (no {', '.join(sorted(IMAGE_SUFFIXES))} files). Add images or "
-                                f"remove the folder.")
+                suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+                raise DataError(f"{layout_folder(root, split) / name}: empty class folder (no {suffixes} files). "
+                                f"Add images or remove the folder.")
     cache_file = cache_dir() / "folders" / f"{key}.pt"
     stored = None
     if cache:
         try:
             stored = torch.load(cache_file, weights_only=True)
         except (OSError, RuntimeError, EOFError, ValueError):
-            stored = None
+            stored = None  # none yet, or unreadable: decode again
+    from_cache = stored is not None
     if stored is None:
         skipped: list[str] = []
         decoded = {split: decode_split(per_class, classes, skipped) for split, per_class in files.items()}
@@ -255,9 +239,6 @@ def load_image_folders(root: str | Path, valid_pct: float | None = None, seed: i
                 atomic_write(cache_file, lambda tmp: torch.save(stored, tmp))
             except OSError:
                 pass  # a read-only home only costs decoding again next time
-        from_cache = False
-    else:
-        from_cache = True
     splits = {s: Split(stored[f"{s}_images"], stored[f"{s}_labels"]) for s in files}
     for split, s in splits.items():
         counts = torch.bincount(s.labels, minlength=len(classes))
@@ -271,7 +252,8 @@ def load_image_folders(root: str | Path, valid_pct: float | None = None, seed: i
     if "valid" not in splits:
         valid_pct = DEFAULT_VALID_PCT if valid_pct is None else valid_pct
         splits["train"], splits["valid"] = seeded_valid_split(splits["train"], valid_pct, seed)
-    named = tuple(int(c) if all(len(n) == 1 and n.isdigit() for n in classes) else c for c in classes)
+    digits = all(n in {str(d) for d in range(10)} for n in classes)  # the book's export: MNIST's ints
+    named = tuple(int(c) if digits else c for c in classes)
     return FolderSet(root, named, splits, key, skipped, valid_pct, from_cache)
 
 

@@ -1,4 +1,11 @@
-"""Tasks: which digits a model tells apart. Labels become class indices 0..C-1 in the order of `classes`."""
+"""Tasks: which classes of a data set a model tells apart. Labels become class indices 0..C-1 in the order of
+`classes`.
+
+A data set is a folder of IDX files (MNIST, Fashion-MNIST or any other; data/catalogue.py) or of image folders
+(data/folders.py). `digits` (the default task) means every class of the data set; `3v7` the book's 3s and 7s;
+`classes` (--classes) any subset, by name or number. MNIST's classes are the digits themselves (ints, so a
+prediction's label stays 7); a named set's are its names ("Sneaker").
+"""
 
 from __future__ import annotations
 
@@ -8,19 +15,25 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, DataError
-from .folders import load_folder
-from .mnist import Split, load_mnist
+from .catalogue import MNIST, class_of, load_dataset
+from .folders import is_image_folder_dataset, load_image_folders
+from .mnist import Split
 
 TASKS: dict[str, tuple[int, ...]] = {"3v7": (3, 7), "digits": tuple(range(10))}
 
 
 def task_of(classes) -> str:
-    """The task whose classes these are (as saved in a model's metadata)."""
-    wanted = tuple(classes)
-    for name, task_classes in TASKS.items():
-        if task_classes == wanted:
-            return name
-    raise ConfigError(f"the classes {list(wanted)} are not those of a task ({', '.join(TASKS)}).")
+    """The task whose classes these are (as saved in a model's metadata): 3v7 for the book's pair, else digits
+    (every class of its data set; a subset is named by `classes` in the model's config)."""
+    return "3v7" if tuple(classes) == TASKS["3v7"] else "digits"
+
+
+def parse_classes(spec: str | None) -> tuple | None:
+    """--classes "Sneaker,Bag" or "3,5,8" -> ("Sneaker", "Bag") or (3, 5, 8); None for none given."""
+    if spec is None or not str(spec).strip():
+        return None
+    names = [c.strip() for c in str(spec).split(",") if c.strip()]
+    return tuple(int(c) if c.isdigit() else c for c in names)
 
 
 VALID_SIZE = 5000   # images of the ten-digit task's validation split, carved from the 60000 training images
@@ -36,8 +49,11 @@ class TaskData:
     (test is None)."""
     train: Split
     valid: Split
-    classes: tuple[int, ...]
+    classes: tuple                 # what each class index stands for: digits (MNIST) or names ("Sneaker")
     test: Split | None = None
+    mean: float = MNIST.mean       # of the data set's training images in [0, 1]: the model's input normalisation
+    std: float = MNIST.std
+    info: dict | None = None       # the data set: name, folder, classes, sha256 (recorded in the run's config)
 
     @property
     def final(self) -> Split:
@@ -70,46 +86,77 @@ def to_classes(split: Split, classes: tuple[int, ...]) -> Split:
     return Split(split.images[keep], lookup[split.labels[keep]])
 
 
-def is_image_folder_dataset(root: str | Path | None) -> bool:
-    """True for the book's layout: root/train/<digit>/*.png and root/valid/<digit>/*.png."""
-    return root is not None and (Path(root) / "train").is_dir() and (Path(root) / "valid").is_dir()
+def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard deviation of uint8 images scaled to [0, 1], exactly, from a histogram (fast)."""
+    counts = torch.bincount(images.flatten(), minlength=256).double()
+    levels = torch.arange(256, dtype=torch.float64) / 255
+    mean = float((counts * levels).sum() / counts.sum())
+    var = float((counts * (levels - mean) ** 2).sum() / counts.sum())
+    return round(mean, 4), round(var ** 0.5, 4)
 
 
-def load_folders(root: Path, classes: tuple[int, ...]) -> dict[str, Split]:
-    """Both splits from image folders; a label folder that is not one of the task's classes is an error."""
-    splits = {}
-    for name in ("train", "valid"):
-        split, _ = load_folder(root / name)
-        extra = sorted(set(split.labels.tolist()) - set(classes))
-        if extra:
-            raise DataError(f"{root / name}: labels {extra} are outside this task's classes {list(classes)}. "
-                            f"Use --task digits, or remove those folders.")
-        splits[name] = split
-    return splits
+def select(dataset_classes: tuple, task: str, classes: tuple | None, where: str) -> list[int]:
+    """The label values (indices into the data set's classes) a task or a --classes list picks, in that order."""
+    wanted = classes if classes is not None else TASKS[task] if task == "3v7" else tuple(dataset_classes)
+    picked = []
+    for c in wanted:
+        try:
+            picked.append(class_of(dataset_classes, c))
+        except KeyError:
+            how = "--task 3v7 is MNIST's 3s and 7s; pick" if classes is None else "pick"
+            raise ConfigError(f"{where} has no class {c!r}; {how} from its classes with --classes: "
+                              f"{', '.join(map(str, dataset_classes))}.") from None
+    if len(set(picked)) != len(picked):
+        raise ConfigError(f"--classes names a class twice: {', '.join(map(str, wanted))}.")
+    if len(picked) < 2:
+        raise ConfigError(f"--classes picks {len(picked)} class; a classifier needs at least two.")
+    return picked
 
 
-def load_task(task: str = "digits", root: str | Path | None = None, valid_size: int = VALID_SIZE) -> TaskData:
-    """The task's splits from the MNIST IDX files, or from image folders root/train/<digit>/ and
-    root/valid/<digit>/ when root has that layout.
+def load_task(task: str = "digits", root: str | Path | None = None, valid_size: int = VALID_SIZE,
+              classes: tuple | str | None = None, valid_pct: float | None = None) -> TaskData:
+    """The task's splits from a folder of IDX files (default: the shipped MNIST) or of image folders.
 
-    From IDX files the ten-digit task validates on `valid_size` training images (stratified, fixed seed) and keeps
-    the 10000 test images as its test split; valid_size 0 trains on all 60000 (no validation: for a final model
-    once the recipe is fixed). The 3-vs-7 task and image folders keep their valid split and have no test split."""
+    The data set's second split (the t10k files, or an image folder's valid/) is the test split, scored once;
+    validation is carved from the training images: `valid_size` of them (stratified, fixed seed; a subset of the
+    classes: its share of valid_size; image folders: at most a tenth), 0 for none (train on all: a final model
+    once the recipe is fixed). The book's 3-vs-7 task keeps the book's split (valid is MNIST's test 3s and 7s, no
+    test split), and so does a single image folder split by `valid_pct` (no test split)."""
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}.")
-    classes = TASKS[task]
-    raw = load_folders(Path(root), classes) if is_image_folder_dataset(root) else load_mnist(root)
-    splits = {name: to_classes(s, classes) for name, s in raw.items()}
+    classes = parse_classes(classes) if isinstance(classes, str) or classes is None else tuple(classes)
+    if is_image_folder_dataset(root):
+        source = load_image_folders(root, valid_pct)
+        single_folder = source.valid_pct is not None
+    else:
+        if valid_pct is not None:
+            raise ConfigError("--valid-pct splits a single image folder; IDX files have their own test split.")
+        source, single_folder = load_dataset(root), False
+    info = source.info()
+    if info["name"] == "image folders" and task == "3v7" and classes is None:
+        extra = sorted(set(source.classes) - set(TASKS["3v7"]), key=str)
+        if extra:
+            raise DataError(f"{root}: labels {extra} are outside this task's classes {list(TASKS['3v7'])}. "
+                            f"Use --task digits, or remove those folders.")
+    picked = select(source.classes, task, classes, info["root"] if info["name"] == "unknown" else info["name"])
+    names = tuple(source.classes[i] for i in picked)
+    splits = {name: to_classes(s, tuple(picked)) for name, s in source.splits.items()}
     for name, s in splits.items():
         if len(s) == 0:
-            raise DataError(f"the {name} split has no images of {classes}: nothing to train or test on.")
+            raise DataError(f"the {name} split has no images of {list(names)}: nothing to train or test on.")
         present = torch.unique(s.labels).numel()
         if present < 2 and name == "train":
             raise DataError(f"the {name} split has a single class: a classifier needs at least two.")
-    if task == "3v7" or is_image_folder_dataset(root):
-        return TaskData(splits["train"], splits["valid"], classes)
-    train, valid = stratified_split(splits["train"], valid_size)
-    return TaskData(train, valid, classes, test=splits["valid"])
+    mean, std = (source.mean, source.std) if hasattr(source, "mean") else pixel_stats(source.splits["train"].images)
+    info = {**info, "classes": list(names), "mean": mean, "std": std}
+    if (task == "3v7" and classes is None) or single_folder:
+        return TaskData(splits["train"], splits["valid"], names, mean=mean, std=std, info=info)
+    # a subset of classes holds out its share of valid_size (two of ten: a fifth); image folders at most a tenth
+    n_valid = round(valid_size * len(splits["train"]) / len(source.splits["train"]))
+    if info["name"] == "image folders":
+        n_valid = min(n_valid, len(splits["train"]) // 10)
+    train, valid = stratified_split(splits["train"], n_valid)
+    return TaskData(train, valid, names, test=splits["valid"], mean=mean, std=std, info=info)
 
 
 def to_input(xb: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,15 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+def set_normalization(model: nn.Module, mean: float, std: float) -> nn.Module:
+    """Give every Normalize layer of a model its data set's statistics (saved with the weights as buffers)."""
+    for m in model.modules():
+        if isinstance(m, Normalize):
+            m.mean.fill_(mean)
+            m.std.fill_(std)
+    return model
+
+
 def conv_bn(c_in: int, c_out: int, ks: int = 3, stride: int = 1, act: bool = True) -> nn.Sequential:
     """conv (no bias: BatchNorm has one) -> BatchNorm -> ReLU."""
     layers = [nn.Conv2d(c_in, c_out, ks, stride, padding=ks // 2, bias=False), nn.BatchNorm2d(c_out)]

@@ -45,8 +45,8 @@ TRAINING_DATA = {"digits": "MNIST: 60000 handwritten digits 0-9 for training, sc
 
 
 class PredictionOut(BaseModel):
-    label: int                             # the predicted digit
-    probabilities: dict[str, float]        # digit -> probability, summing to 1
+    label: int | str                       # the predicted class: a digit (MNIST), or a name ("Sneaker")
+    probabilities: dict[str, float]        # class -> probability, summing to 1
     input: list[list[int]]                 # the 28x28 input the model saw, grey levels 0..255 (white ink on black)
 
 
@@ -60,10 +60,18 @@ def model_info(clf: Classifier, path: Path) -> dict:
     meta = clf.meta
     return {"architecture": meta["model"], "parameters": sum(p.numel() for p in clf.model.parameters()),
             "classes": clf.classes, "task": meta.get("task"),
-            "training_data": TRAINING_DATA.get(meta.get("task"), meta.get("task")),
+            "training_data": training_data(meta),
             "test_accuracy": meta.get("accuracy"), "trained": meta.get("trained"), "epochs": meta.get("epochs"),
             "config": meta.get("config"), "input": meta.get("input"), "file": path.name,
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def training_data(meta: dict) -> str:
+    """What the model was trained on, in words: MNIST's tasks as before, another data set by its name and folder."""
+    data = meta.get("dataset") or {}
+    if data.get("name") in (None, "MNIST"):
+        return TRAINING_DATA.get(meta.get("task"), meta.get("task"))
+    return f"{data['name']} ({data.get('root')}): {len(meta['classes'])} classes"
 
 
 def static_files() -> dict[str, bytes]:
@@ -167,12 +175,12 @@ def create_app(model_file: str | Path, max_body: int = MAX_BODY, max_pixels: int
         """The JSON prediction for one request body; raises ApiError when the body is refused."""
         kind = content_type.split(";")[0].strip().lower()
         if kind == "application/json":
-            x = pixels_input(body)
+            x = pixels_input(body, clf.prepare)
         elif kind == "multipart/form-data":
             data = multipart_file(body, content_type)
-            x = await run_in_threadpool_limited(image_input, data, max_pixels)
+            x = await run_in_threadpool_limited(image_input, data, max_pixels, clf.prepare)
         elif kind in IMAGE_TYPES:
-            x = await run_in_threadpool_limited(image_input, body, max_pixels)
+            x = await run_in_threadpool_limited(image_input, body, max_pixels, clf.prepare)
         else:
             raise ApiError(415, "unsupported_media_type", f"Content-Type {kind or '(none)'!r} is not one this API "
                                                           f"takes: use application/json, multipart/form-data or "
@@ -226,7 +234,7 @@ def error_body(code: str, detail: str) -> bytes:
     return orjson.dumps({"error": code, "detail": detail})
 
 
-def prediction_json(classes: list[int], probs: torch.Tensor, x: torch.Tensor) -> bytes:
+def prediction_json(classes: list, probs: torch.Tensor, x: torch.Tensor) -> bytes:
     """The JSON answer: label, probability per class, and the 28x28 input as grey levels 0..255."""
     p = probs.tolist()
     grey = np.rint(x.numpy() * 255).astype(np.uint8)  # numpy, not torch: no dispatch cost on the event loop

@@ -41,7 +41,7 @@ class PixelsIn(BaseModel):
     pixels: Annotated[list[Row], Field(min_length=28, max_length=28)]
 
 
-def pixels_input(body: bytes) -> torch.Tensor:
+def pixels_input(body: bytes, prepare=prepare_image) -> torch.Tensor:
     """JSON {"pixels": [[...28] x 28]} -> prepared (28, 28); 400 on broken JSON, 422 on the wrong shape or type."""
     try:
         pixels = PixelsIn.model_validate_json(body).pixels
@@ -53,7 +53,7 @@ def pixels_input(body: bytes) -> torch.Tensor:
         more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
         raise ApiError(422, "invalid_pixels", f'expected {{"pixels": 28 rows of 28 numbers in [0, 1] or 0..255}}; '
                                               f"{where}{more}.") from None
-    return prepare_or_refuse(np.fromiter(chain.from_iterable(pixels), np.float32, 28 * 28).reshape(28, 28))
+    return prepare_or_refuse(np.fromiter(chain.from_iterable(pixels), np.float32, 28 * 28).reshape(28, 28), prepare)
 
 
 def sniff(data: bytes) -> str | None:
@@ -67,7 +67,7 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-def image_input(data: bytes, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+def image_input(data: bytes, max_pixels: int = MAX_PIXELS, prepare=prepare_image) -> torch.Tensor:
     """Image file bytes -> prepared (28, 28); 415 when not PNG/JPEG/WebP, 400 when corrupt or too many pixels."""
     fmt = sniff(data)
     if fmt is None:
@@ -84,13 +84,14 @@ def image_input(data: bytes, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
         raise ApiError(400, "image_too_large", f"the {fmt} image has {width * height} pixels or more, "
                                                f"over this server's limit of {max_pixels}; scale it down first "
                                                f"(a digit needs no more than a few hundred pixels a side).")
-    return prepare_or_refuse(data)
+    return prepare_or_refuse(data, prepare)
 
 
-def prepare_or_refuse(source) -> torch.Tensor:
-    """`prepare_image(source)`; 422 when it holds no digit, 400 when it is not a readable image."""
+def prepare_or_refuse(source, prepare=prepare_image) -> torch.Tensor:
+    """`prepare(source)` (the model's own preparation: `Classifier.prepare`); 422 when it holds no digit, 400 when
+    it is not a readable image."""
     try:
-        x = prepare_image(source)
+        x = prepare(source)
     except BlankImageError as e:
         raise ApiError(422, "no_digit", str(e)) from None
     except ImageError as e:

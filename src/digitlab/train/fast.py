@@ -32,6 +32,7 @@ from ..data.loader import epoch_permutation
 from ..data.mnist import Split
 from ..data.tasks import TaskData, load_task, to_input
 from ..errors import ConfigError
+from ..models.layers import set_normalization
 from ..models.registry import build_model
 from .losses import cross_entropy
 from .metrics import exact_accuracy
@@ -73,7 +74,8 @@ class FastTrainer:
         self.steps_per_epoch = len(self.x_train) // cfg.bs  # drop the last partial batch: static shapes
         if self.steps_per_epoch < 1:
             raise ConfigError(f"batch size {cfg.bs} is larger than the {len(self.x_train)} training images.")
-        self.model = build_model(cfg.model, self.n_classes).to(self.device, memory_format=torch.channels_last)
+        self.model = set_normalization(build_model(cfg.model, self.n_classes), data.mean, data.std).to(
+            self.device, memory_format=torch.channels_last)
         self.opt = SGD(self.model.parameters(), cfg.lr, capturable=True, mom=0.95, wd=cfg.wd, nesterov=True)
         self.hypers = self.opt.param_groups[0]  # its lr and mom are device tensors the schedule fills
         self.xb = torch.zeros(cfg.bs, 1, 28, 28, device=self.device)
@@ -193,7 +195,7 @@ class FastTrainer:
         """Fresh weights for `seed` (the same initialisation as the Learner path), written into the existing
         tensors so a captured graph stays valid; zero momentum and loss sum."""
         seed_everything(seed)
-        fresh = build_model(self.cfg.model, self.n_classes).state_dict()
+        fresh = set_normalization(build_model(self.cfg.model, self.n_classes), self.data.mean, self.data.std).state_dict()
         with torch.no_grad():
             for name, t in self.model.state_dict().items():
                 t.copy_(fresh[name])
@@ -275,7 +277,7 @@ def fast_fit(cfg: TrainConfig, seeds=(0,), data: TaskData | None = None, device:
     """Train once per seed with one trainer. With `warmup` (default: on CUDA), an untimed one-epoch run first
     settles allocations, cuDNN's kernel choices and the CUDA graph ("time after a warm-up run"). `after_run` sees
     the trainer after each seed's run, while it still holds that run's weights (the next run overwrites them)."""
-    trainer = FastTrainer(cfg, data or load_task(cfg.task, cfg.data, cfg.valid_size), resolve_device(device))
+    trainer = FastTrainer(cfg, data or load_task(cfg.task, cfg.data, cfg.valid_size, cfg.classes, cfg.valid_pct), resolve_device(device))
     if trainer.cuda if warmup is None else warmup:
         trainer.run(seeds[0], epochs=1)
     results = []

@@ -17,6 +17,7 @@ from ..config import TrainConfig
 from ..data.loader import DataLoader, DataLoaders
 from ..data.tasks import TaskData, load_task, to_input
 from ..errors import ConfigError
+from ..models.layers import set_normalization
 from ..models.registry import build_model
 from . import distributed
 from .callback import Callback
@@ -77,7 +78,7 @@ def build_learner(cfg: TrainConfig, data: TaskData, device: torch.device, cbs: I
     """Model, data, loss, optimizer and the standard callbacks for a config (seeded first: every rank starts
     from the same weights)."""
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, len(data.classes)).to(device)
+    model = set_normalization(build_model(cfg.model, len(data.classes)), data.mean, data.std).to(device)
     cbs = [*standard_callbacks(cfg), *cbs]
     if world_size > 1:
         cbs.append(distributed.DataParallel())
@@ -106,7 +107,7 @@ def fit(cfg: TrainConfig, cbs: Iterable[Callback] = (), data: TaskData | None = 
     on SIGINT or SIGTERM), and `resume=True` continues from it exactly. The fast engine has no callbacks,
     checkpoints or processes: it trains start to end (see train/fast.py).
     """
-    data = data or load_task(cfg.task, cfg.data, cfg.valid_size)
+    data = data or load_task(cfg.task, cfg.data, cfg.valid_size, cfg.classes, cfg.valid_pct)
     if cfg.engine == "fast":
         if resume or checkpoint_every or distributed.world()[1] > 1 or list(cbs):
             raise ConfigError("the fast engine trains start to end in one process, without callbacks or "

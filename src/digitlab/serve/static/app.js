@@ -35,9 +35,13 @@ function buildBars() {
   bars.replaceChildren(...classes.map((c) => {
     const li = document.createElement("li");
     li.dataset.digit = c;
-    li.innerHTML = `<span>${c}</span><span class="track"><span class="fill"></span></span><span class="pct"></span>`;
+    li.innerHTML = `<span class="name"></span><span class="track"><span class="fill"></span></span><span class="pct"></span>`;
+    li.querySelector(".name").textContent = String(c);  // a class name ("T-shirt/top") as text, never as markup
     return li;
   }));
+  // digits fit 1.2em; named classes ("Ankle boot") get a column as wide as the longest name
+  const longest = Math.max(...classes.map((c) => String(c).length));
+  bars.style.setProperty("--name-width", longest > 2 ? `${longest * 0.62}em` : "1.2em");
 }
 
 function reset(text) {
