@@ -49,12 +49,19 @@ def test_shift_images_moves_whole_pixels_and_fills_black():
 
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
-    """Two different (untrained, seeded) fastcnn models saved as a user's runs would be."""
+    """Two different (untrained, seeded) fastcnn models saved as a user's runs would be. A few forward passes in
+    train mode give BatchNorm the statistics of real images, so that each model's predictions depend on the image
+    (with its initial statistics an untrained model gives every image one class, and shifts change nothing)."""
     folder = tmp_path_factory.mktemp("models")
+    images = load_task("digits").train.images[:1024]
     paths = []
     for seed in (1, 2):
         torch.manual_seed(seed)
-        model = build_model("fastcnn", 10).eval()
+        model = build_model("fastcnn", 10).train()
+        with torch.no_grad():
+            for xb in images.split(256):
+                model(to_input(xb))
+        model.eval()
         paths.append(save_model(model, folder / f"m{seed}.safetensors",
                                 {"model": "fastcnn", "classes": list(range(10)), "task": "digits"}))
     return paths
@@ -100,8 +107,11 @@ def test_ensemble_and_lr_find_commands(saved_models, tmp_path):
     from digitlab.weights import load_model
 
     valid = load_task("digits").valid  # the mean of each model's shift-averaged probabilities, computed here
-    probs = sum(predict_probs_tta(load_model(p)[0], valid.images, tta=True) for p in saved_models)
+    models = [load_model(p)[0] for p in saved_models]
+    probs = sum(predict_probs_tta(m, valid.images, tta=True) for m in models)
     assert res["accuracy"] == pytest.approx((probs.argmax(1) == valid.labels).float().mean().item(), abs=1e-7)
+    plain = sum(predict_probs_tta(m, valid.images, tta=False) for m in models)
+    assert not torch.equal(probs.argmax(1), plain.argmax(1))  # the shifts change some answers: the check can tell
     png = tmp_path / "lr.png"
     proc = digitlab("lr-find", "--task", "3v7", "--model", "fastcnn", "--bs", "64", "--num-it", "30", "--png", png,
                     "--json", tmp_path=tmp_path)
