@@ -15,7 +15,7 @@ from digitlab.errors import ConfigError
 from digitlab.models import build_model
 from digitlab.recipes import RECIPES, TTA_SHIFTS, ensemble_evaluate, get_recipe, predict_probs_tta, shift_images
 from digitlab.train.trainer import predict_probs
-from digitlab.weights import save_model
+from digitlab.weights import load_model, save_model
 
 
 def digitlab(*args, tmp_path=None, check=True):
@@ -104,8 +104,6 @@ def test_ensemble_and_lr_find_commands(saved_models, tmp_path):
     proc = digitlab("ensemble", *saved_models, "--tta", "--json", tmp_path=tmp_path)
     res = json.loads(proc.stdout)
     assert res["tta"] and res["n_models"] == 2
-    from digitlab.weights import load_model
-
     valid = load_task("digits").valid  # the mean of each model's shift-averaged probabilities, computed here
     models = [load_model(p)[0] for p in saved_models]
     probs = sum(predict_probs_tta(m, valid.images, tta=True) for m in models)
