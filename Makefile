@@ -21,9 +21,10 @@ reproduce: setup
 	$(VENV)/bin/digitlab reproduce
 
 # The web page's end-to-end test drives Debian's chromium (Playwright's own browser download fails offline).
+# Without it that test is skipped on a developer's machine and fails under CI (CI=true).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
-	  || echo "could not install chromium (needs root and apt); the browser test will fail"
+	  || echo "could not install chromium (needs root and apt); the browser test will be skipped, or fail under CI"
 
 # Fashion-MNIST, the second worked example and the catalogue's tests, from Debian's package (nothing is downloaded
 # at run time); tests that need it skip without it, and fail under CI=true.

@@ -4,7 +4,9 @@ Baseline 1, the book's way: a Python list of (x, y) tuples through torch.utils.d
 collation (which stacks 256 tensors per batch), and a hand-written loop (torch.optim.SGD stands in for fastai's
 SGD, and a plain loop for fastai's Learner). Baseline 2, plain idiomatic PyTorch: TensorDataset +
 torch.utils.data.DataLoader + torch.optim.SGD. Ours: digitlab's DataLoader (index slices, no collation) and Learner.
-Run: python -m benchmarks.chapter [--repeats 5] [--plain-repeats 1]
+Each of the three is warmed up once per stage (untimed), then the three run interleaved --repeats times (each
+repeat with the next seed) and every figure is a median over the repeats.
+Run: python -m benchmarks.chapter [--repeats 5]
 """
 
 from __future__ import annotations
@@ -106,16 +108,19 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--plain-repeats", type=int, default=1, help="runs of baseline 2 per stage (its bar, 1.5x, is "
-                    "cleared 5-8x, so one run tells; the book's way, the close call, gets every repeat)")
+    ap.add_argument("--plain-repeats", type=int, default=None, help="runs of baseline 2 per stage (default: "
+                    "--repeats, like the others)")
     args = ap.parse_args(argv)
+    args.plain_repeats = args.repeats if args.plain_repeats is None else args.plain_repeats
     data = ChapterData.load()
     rows = []
     print(f"{'stage':20s} {'book s':>8s} {'plain s':>8s} {'ours s':>8s} {'vs book':>8s} {'vs plain':>9s} "
           f"{'book acc':>9s} {'our acc':>8s}")
     for name, book_fn in BOOK.items():
         plain_fn = PLAIN.get(name)
-        book_fn(data, args.seed), STAGES[name](data, seed=args.seed)  # warm-up
+        book_fn(data, args.seed), STAGES[name](data, seed=args.seed)  # warm-up, untimed
+        if plain_fn:
+            plain_fn(data, args.seed)
         book_t, plain_t, ours_t, book_acc, our_acc = [], [], [], [], []
         for r in range(args.repeats):  # interleaved, so all see the same machine noise
             t, acc = timed(book_fn, data, args.seed + r)
@@ -135,7 +140,8 @@ def main(argv=None):
         print(f"{name:20s} {row['book_s']:8.3f} {plain} {row['ours_s']:8.3f} {row['ratio']:7.2f}x {vs_plain} "
               f"{row['book_acc']:9.4f} {row['our_acc']:8.4f}")
     path = write_record("chapter", {"claim": "chapter stages: ours vs the book's way and plain PyTorch (medians)",
-                                    "repeats": args.repeats, "rows": rows})
+                                    "repeats": args.repeats, "plain_repeats": args.plain_repeats,
+                                    "warm_up": "each of the three, once per stage", "rows": rows})
     print(f"wrote {path}")
 
 

@@ -8,7 +8,10 @@ prepared, then one batched model call), and the real `digitlab predict RUN FOLDE
 Also recorded: the accuracy on these renderings, against the labels and against the model's own predictions
 on the original 28x28 images.
 
-Run: python -m benchmarks.predict_speed --run runs/<a digits run> [--n 1000]
+Each of the three is timed --repeats times, interleaved, after a warm-up; the record holds every run and the
+medians.
+
+Run: python -m benchmarks.predict_speed --run runs/<a digits run> [--n 1000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,7 @@ from PIL import Image, ImageFilter
 from digitlab.data.mnist import load_split
 from digitlab.predict import Classifier
 
-from .common import write_record
+from .common import median, timed, write_record
 
 STYLES = ("dark_on_light", "light_on_dark", "thick", "thin", "uneven_light", "noisy_jpeg")
 
@@ -79,6 +81,7 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="a run folder (or .safetensors) of a digits model")
     ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--keep", type=Path, help="also keep the rendered images in this folder")
     args = ap.parse_args(argv)
 
@@ -88,19 +91,19 @@ def main(argv=None) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         paths, labels, originals = write_images(folder, args.n)
         clf.predict_many(paths[:20])  # warm-up: imports, allocator, page cache
-        start = time.perf_counter()
-        outcomes = clf.predict_many(paths)
-        ours = time.perf_counter() - start
-        start = time.perf_counter()
-        baseline_labels = naive(clf, paths)
-        baseline = time.perf_counter() - start
         cli = [str(Path(sys.executable).parent / "digitlab"), "predict", str(args.run), str(folder), "--json"]
-        start = time.perf_counter()
-        proc = subprocess.run(cli, capture_output=True, text=True)
-        cli_seconds = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise SystemExit(f"digitlab predict failed: {proc.stderr}")
+        runs = {"predict_many": [], "naive_per_image": [], "cli_end_to_end": []}
+        for _ in range(args.repeats):  # interleaved, so all three see the same machine noise
+            t, outcomes = timed(clf.predict_many, paths)
+            runs["predict_many"].append(t)
+            t, baseline_labels = timed(naive, clf, paths)
+            runs["naive_per_image"].append(t)
+            t, proc = timed(subprocess.run, cli, capture_output=True, text=True)
+            runs["cli_end_to_end"].append(t)
+            if proc.returncode != 0:
+                raise SystemExit(f"digitlab predict failed: {proc.stderr}")
         cli_labels = [r["label"] for r in json.loads(proc.stdout)]
+    ours, baseline, cli_seconds = (median(runs[k]) for k in ("predict_many", "naive_per_image", "cli_end_to_end"))
     preds = np.array([o.prediction.label if o.prediction else -1 for o in outcomes])
     on_originals = np.array([p.label for p in clf.predictions(torch.from_numpy(originals).float() / 255)])
     by_style = {s: float((preds[i::len(STYLES)] == labels[i::len(STYLES)]).mean()) for i, s in enumerate(STYLES)}
@@ -108,6 +111,7 @@ def main(argv=None) -> dict:
         "claim": f"digitlab predict on {args.n} image files (PNG and JPEG, 60 to 600 pixels a side) in under 5 s "
                  f"on 2 CPU cores",
         "run": str(args.run), "model": clf.meta.get("model"), "n": args.n,
+        "repeats": args.repeats, "runs": {k: [round(t, 3) for t in v] for k, v in runs.items()},
         "seconds": {"predict_many": round(ours, 3), "naive_per_image": round(baseline, 3),
                     "cli_end_to_end": round(cli_seconds, 3)},
         "speedup_vs_naive": round(baseline / ours, 2),

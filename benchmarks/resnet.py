@@ -1,19 +1,25 @@
 """The chapter's last stage (resnet18, fit_one_cycle(1, 0.1) on 3 vs 7): ours against fastai and plain PyTorch.
 
-Ours: digitlab.chapter.resnet_stage.stage_resnet18, one run per seed (default 42, 0, 1) after one warm-up run:
-each seed's accuracy, and the median epoch time (training + validation, the Learner's own clock) and stage time
-(with model building).
-fastai 2.8 cannot be installed beside torch 2.13 here, so its figure is the reference measured on this machine:
-vision_learner(dls, resnet18, pretrained=False, ...) + fit_one_cycle(1, 0.1), 36 s for the epoch.
+Ours: digitlab.chapter.resnet_stage.stage_resnet18, one run per seed after one warm-up run: each seed's
+accuracy, and the median epoch time (training + validation, the Learner's own clock) and stage time (with model
+building).
+fastai, measured: fastai 2.8.12's own code for the stage (vision_learner(dls, resnet18, pretrained=False) +
+fit_one_cycle(1, 0.1)) in its own environment (benchmarks/peers), per seed, on the same machine and threads; its
+record is results/fastai-resnet18.json (`python -m benchmarks.peers`), or, with --with-fastai, it is measured in
+this run first. The seeds default to the record's, so both sides have the same number of runs. The bars:
+accuracy at parity with fastai's distribution (our mean at least fastai's mean less one standard deviation over
+the same number of seeds: the book's 0.9971 is one draw from it), and speed as fastai's median epoch over ours.
 Plain PyTorch, in this process: the same model, bf16 autocast and channels-last memory, with TensorDataset +
 torch.utils.data.DataLoader (bs 64, shuffled, drop_last) + torch.optim.AdamW (fastai's Adam: decoupled weight
 decay; torch.optim.Adam's weight_decay is L2) + torch.optim.lr_scheduler.OneCycleLR (fastai's defaults).
-Run: python -m benchmarks.resnet [--seeds 42 0 1] [--plain-seeds 1] [--no-plain] [--variant no-stem-pool]
+Run: python -m benchmarks.resnet [--seeds 42 1 2] [--with-fastai] [--plain-seeds 1] [--no-plain] [--variant ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import time
 
 import torch
@@ -27,7 +33,8 @@ from digitlab.chapter.stages import ChapterData
 from digitlab.data.tasks import to_classes, to_input
 from digitlab.models.resnet import resnet18, resnet18_fastai, zero_last_bn
 
-from .common import median, write_record
+from .common import RESULTS, median, write_record
+from .peers import run_fastai
 
 # accuracy experiments on the stage (benchmarks/NOTES.md, "Fourth session"): fastai_learner's variants
 VARIANTS = {
@@ -49,8 +56,33 @@ def zero_init_residuals(model):
     return model
 
 
-FASTAI_S = 36.0  # fastai 2.8 vision_learner + fit_one_cycle(1, 0.1) on this machine: training + validation
 BOOK_ACC = 0.9971
+FASTAI_RECORD = RESULTS / "fastai-resnet18.json"  # written by python -m benchmarks.peers
+
+
+def fastai_record(path=FASTAI_RECORD) -> dict:
+    """fastai's measured runs of the stage; a clear error when they have not been measured on this machine."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"{path}: no fastai record; measure it with `python -m benchmarks.peers` or pass "
+                         f"--with-fastai") from None
+
+
+def versus_fastai(ours: list[dict], fastai: dict) -> dict:
+    """The two bars against fastai's distribution: accuracy parity, and speed as a ratio of median epochs."""
+    accs = [r["accuracy"] for r in fastai["runs"]]
+    mean, sd = statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
+    ours_mean = statistics.mean(r["accuracy"] for r in ours)
+    epoch = median([r["epoch_s"] for r in ours])
+    fastai_epoch = median([r["epoch_s"] for r in fastai["runs"]])
+    return {"fastai_seeds": [r["seed"] for r in fastai["runs"]], "fastai_accuracies": accs,
+            "fastai_mean_accuracy": mean, "fastai_sd_accuracy": sd, "fastai_epoch_s": fastai_epoch,
+            "fastai_environment": fastai.get("environment", {}),
+            "accuracy_bar": f"mean over {len(ours)} seeds >= fastai's mean - 1 sd over {len(accs)} seeds "
+                            f"({mean - sd:.4f})",
+            "accuracy_parity": ours_mean >= mean - sd and len(ours) == len(accs),
+            "vs_fastai": fastai_epoch / epoch}
 
 
 def plain_torch(data: ChapterData, seed: int, bs: int = resnet_stage.BS, lr: float = 0.1) -> tuple[float, float]:
@@ -106,7 +138,9 @@ def warm_up(data: ChapterData) -> None:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[42, 0, 1])
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the fastai record's seeds")
+    ap.add_argument("--with-fastai", action="store_true", help="measure fastai (benchmarks/peers) in this run, "
+                    "on the same seeds (default 42 1 2), before ours")
     ap.add_argument("--plain-seeds", type=int, default=1, help="run the plain-PyTorch baseline for this many of "
                     "the seeds (its epoch time is the comparison; one is enough for that)")
     ap.add_argument("--no-plain", action="store_true", help="skip the plain-PyTorch baseline")
@@ -115,6 +149,10 @@ def main(argv=None):
                     "results/resnet-VARIANT.json)")
     args = ap.parse_args(argv)
     variant = VARIANTS[args.variant]
+    if args.with_fastai:
+        run_fastai(args.seeds or [42, 1, 2])
+    fastai = fastai_record()
+    args.seeds = args.seeds or [r["seed"] for r in fastai["runs"]]
     data = ChapterData.load()
     warm_up(data)
     ours, plain = [], []
@@ -130,12 +168,15 @@ def main(argv=None):
         print(f"{seed:5d} {res.accuracy:9.4f} {ours[-1]['epoch_s']:8.2f} {res.seconds:8.2f} {p}", flush=True)
     epoch, stage = median([r["epoch_s"] for r in ours]), median([r["stage_s"] for r in ours])
     mean_acc = sum(r["accuracy"] for r in ours) / len(ours)
-    record = {"claim": "resnet18 fit_one_cycle(1, 0.1) on 3 vs 7: ours vs fastai (reference) and plain PyTorch",
+    versus = versus_fastai(ours, fastai)
+    record = {"claim": "resnet18 fit_one_cycle(1, 0.1) on 3 vs 7: ours vs fastai (measured) and plain PyTorch",
               "batch_size": resnet_stage.BS, "ours": ours, "ours_epoch_s": epoch, "ours_stage_s": stage,
-              "ours_mean_accuracy": mean_acc, "book_accuracy": BOOK_ACC, "fastai_epoch_s": FASTAI_S,
-              "vs_fastai": FASTAI_S / epoch, "plain": plain}
+              "ours_mean_accuracy": mean_acc, "book_accuracy": BOOK_ACC, **versus, "plain": plain}
     print(f"ours: mean accuracy {mean_acc:.4f} (book {BOOK_ACC}), median epoch {epoch:.2f} s, stage {stage:.2f} s")
-    print(f"vs fastai's {FASTAI_S:.0f} s: {FASTAI_S / epoch:.2f}x (bar: 3x, i.e. under {FASTAI_S / 3:.0f} s)")
+    print(f"fastai over {len(versus['fastai_accuracies'])} seeds: mean accuracy {versus['fastai_mean_accuracy']:.4f} "
+          f"(sd {versus['fastai_sd_accuracy']:.4f}), median epoch {versus['fastai_epoch_s']:.1f} s")
+    print(f"accuracy parity ({versus['accuracy_bar']}): {'met' if versus['accuracy_parity'] else 'NOT met'}; "
+          f"speed: {versus['vs_fastai']:.2f}x fastai")
     if plain:
         plain_s = median([r["epoch_s"] for r in plain])
         record.update(plain_epoch_s=plain_s, vs_plain=plain_s / epoch,

@@ -3,6 +3,7 @@ mouse, waits for the guess, checks it, and saves a screenshot (its path is print
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -14,10 +15,35 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 
 
+def under_ci() -> bool:
+    """CI sets CI=true; there `make test` has installed the browser, so a missing one is a failure."""
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def require_chromium() -> None:
+    """Skip on a developer's machine without the browser; fail under CI, where its absence is a broken set-up."""
+    if shutil.which(CHROMIUM):
+        return
+    message = f"needs Debian's chromium at {CHROMIUM} (make browser)"
+    if under_ci():
+        pytest.fail(f"{message}; CI installs it, so its absence is an error here")
+    pytest.skip(message)
+
+
+def test_a_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda _: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="absence is an error"):
+        require_chromium()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="make browser"):
+        require_chromium()
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium (make browser)")
 def test_draw_a_seven_in_chromium(tmp_path, record_property):
-    from playwright.sync_api import sync_playwright  # deferred: needed only where chromium is (skipif)
+    require_chromium()
+    from playwright.sync_api import sync_playwright  # deferred: only once the browser is known to be there
 
     proc, url = start(tmp_path=tmp_path)
     try:

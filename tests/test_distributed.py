@@ -3,6 +3,7 @@ global batch; and a rank killed mid-training ends the job promptly, leaving a ch
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -55,7 +56,7 @@ def children(pid: int) -> list[int]:
 
 @pytest.mark.slow
 def test_killing_one_rank_ends_the_job_and_the_checkpoint_resumes(tmp_path):
-    args = ["--task", "3v7", "--model", "cnn", "--epochs", "3", "--bs", "64", "--lr", "0.01", "--no-augment",
+    args = ["--task", "3v7", "--model", "cnn", "--epochs", "2", "--bs", "64", "--lr", "0.01", "--no-augment",
             "--checkpoint-every", "10", "-q", "--runs", str(tmp_path), "--name", "job", "--nproc", "2"]
     env = {**run_env(), "DIGITLAB_DIST_TIMEOUT": "30"}
     proc = subprocess.Popen(DIGITLAB.split() + ["train", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -76,6 +77,21 @@ def test_killing_one_rank_ends_the_job_and_the_checkpoint_resumes(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("the job hung after a rank died")
     assert proc.returncode != 0 and time.time() - start < 90
-    load_checkpoint(ckpt)  # whole
+    _, meta = load_checkpoint(ckpt)  # whole, and some way into the first epoch
+    assert meta["position"]["epoch"] > 0 or meta["position"]["iter"] >= 10, meta["position"]
     digitlab("train", "--resume", tmp_path / "job", "-q")  # one process, same global batch
-    assert (tmp_path / "job" / "model.safetensors").exists()
+    # The resumed job ends where an uninterrupted one-process run ends: the learned weights to the stated tolerance
+    # (the steps before the kill summed over 2 processes; measured 0.004), BatchNorm's running statistics, which
+    # average the drifted batch statistics, to 5% (measured 1.5-2.2%), the same accuracy; and not bit-identical
+    # (a restart from scratch would be).
+    digitlab("train", *args[:args.index("--checkpoint-every")], "-q", "--runs", tmp_path, "--name", "whole")
+    a, b = load_file(tmp_path / "job" / "model.safetensors"), load_file(tmp_path / "whole" / "model.safetensors")
+    assert a.keys() == b.keys()
+    stats = [k for k in a if ".running_" in k]
+    learned = [k for k in a if k not in stats and a[k].is_floating_point()]
+    worst = max((a[k].double() - b[k].double()).abs().max().item() for k in learned)
+    assert 0 < worst <= TOLERANCE["cnn"], worst
+    drift = max(((a[k].double() - b[k].double()).norm() / b[k].double().norm()).item() for k in stats)
+    assert drift <= 0.05, drift
+    summary = lambda run: json.loads((tmp_path / run / "summary.json").read_text())  # noqa: E731
+    assert abs(summary("job")["accuracy"] - summary("whole")["accuracy"]) <= 0.002

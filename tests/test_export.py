@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from digitlab import export
 from digitlab.export import ExportError, check_export, export_model, run_onnx, run_torchscript
 from digitlab.models.registry import build_model
 from digitlab.weights import save_model
@@ -55,12 +56,17 @@ def test_exports_carry_the_classes(saved):
     assert json.loads(extra["digitlab.json"])["classes"] == list(range(10))
 
 
-def test_a_wrong_export_is_caught(saved, tmp_path):
+def test_a_wrong_export_is_caught(saved, tmp_path, monkeypatch):
+    """export_model refuses, with ExportError, a file whose predictions differ from the original's: here the
+    TorchScript writer is handed a model with other weights, as a broken exporter would write it."""
     path, model = saved
-    other = build_model("cnn", 10)  # different weights: its predictions differ
     torch.manual_seed(1)
-    out, _ = export_model(path, "torchscript", tmp_path / "m.pt")
-    check = check_export(other.eval(), out, "torchscript", torch.rand(64, 1, 28, 28))
-    assert check["max_abs_diff"] > 1e-3
+    other = build_model("cnn", 10).eval()  # different weights: its predictions differ
+    write = export.export_torchscript
+    monkeypatch.setattr(export, "export_torchscript", lambda _model, out, meta: write(other, out, meta))
+    with pytest.raises(ExportError, match="export disagrees with the original model"):
+        export_model(path, "torchscript", tmp_path / "wrong.pt")
+    check = check_export(model, tmp_path / "wrong.pt", "torchscript", torch.rand(64, 1, 28, 28))
+    assert check["max_abs_diff"] > 1e-3  # what the refusal saw
     with pytest.raises(ExportError, match="choose one of onnx, torchscript"):
         export_model(path, "tflite")

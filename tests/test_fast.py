@@ -73,6 +73,7 @@ def test_reset_gives_the_learner_paths_initial_weights(digits):
         torch.testing.assert_close(t, expected[name], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_and_accuracy_floor(digits):
     """Two runs of one seed agree exactly on the CPU; one epoch on 12000 images clears a floor."""
     data = subset(digits, 12000)
@@ -199,12 +200,14 @@ def child_processes() -> list[int]:
     return kids
 
 
-def test_compiling_in_this_process_leaves_inductor_one_compile_thread():
-    """What the CUDA test below relies on, checked where there is no GPU: the setting exists in this PyTorch."""
+def test_compiling_in_this_process_leaves_inductor_one_compile_thread(monkeypatch):
+    """What the CUDA test below relies on, checked where there is no GPU: the setting exists in this PyTorch, and
+    the call sets it to one thread from the pool size inductor picks on a machine with more cores."""
     import torch._inductor.config as inductor_config
 
     from digitlab.train.fast import compile_in_this_process
 
+    monkeypatch.setattr(inductor_config, "compile_threads", 8)
     compile_in_this_process()
     assert inductor_config.compile_threads == 1
 
@@ -219,6 +222,7 @@ def test_cuda_compile_starts_no_worker_processes(digits):
     assert set(child_processes()) - before == set()
 
 
+@pytest.mark.slow
 def test_a_fast_recipe_writes_a_run_folder_the_other_commands_take(tmp_path):
     """train_recipe on the fast path leaves config, metrics, summary and weights; the weights load through the
     ordinary loader, score what training reported, and `digitlab runs` lists the run."""
@@ -238,6 +242,7 @@ def test_a_fast_recipe_writes_a_run_folder_the_other_commands_take(tmp_path):
     assert '"model": "fastcnn"' in listed.stdout and str(run) in listed.stdout
 
 
+@pytest.mark.slow
 def test_tta_scores_the_final_model_with_the_test_time_shifts(digits):
     """With tta the final accuracy is that of the probabilities averaged over the shifts (and the clock includes
     them); without, the plain accuracy. Same seed, same weights: only the scoring differs."""

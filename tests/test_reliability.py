@@ -34,6 +34,7 @@ def run(tmp_path_factory):
     return runs / "ok"
 
 
+@pytest.mark.slow
 def test_divergence_stops_with_a_message_and_keeps_the_last_good_weights(tmp_path):
     proc = digitlab("train", "--task", "3v7", "--model", "mlp", "--epochs", "3", "--no-augment", "--schedule",
                     "constant", "--lr", "0.05", "--runs", tmp_path, "--name", "d", "-q", check=False)

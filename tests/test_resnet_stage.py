@@ -145,6 +145,7 @@ def test_adam_has_fastai_defaults_and_no_decay_on_batchnorm():
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
 
 
+@pytest.mark.slow
 def test_stage_trains_one_cycle_on_a_slice_of_the_3s_and_7s():
     """The stage end to end on 6144 training and every other validation image: one epoch of 96 batches of 64."""
     full = ChapterData.load()

@@ -158,9 +158,14 @@ def test_predict_streamed_body_and_content_type_parameters(server, digits):
 
 def test_malformed_json_nan_and_unknown_content_type(server):
     url, _ = server
-    for text in ('{"pixels": ', '{"pixels": [[NaN]]}'):
+    r = httpx.post(url + "/api/predict", content='{"pixels": ', headers={"content-type": "application/json"})
+    assert (r.status_code, r.json()["error"]) == (400, "malformed_json"), r.text
+    rows = [[0] * 28 for _ in range(28)]
+    for bad in ("NaN", "Infinity", "-Infinity"):  # JSON extensions Python writes: a 28x28 image, one pixel not finite
+        text = json.dumps({"pixels": rows}).replace("[0, ", f"[{bad}, ", 1)
         r = httpx.post(url + "/api/predict", content=text, headers={"content-type": "application/json"})
-        assert r.status_code in (400, 422) and r.json()["error"] in ("malformed_json", "invalid_pixels")
+        assert (r.status_code, r.json()["error"]) == (422, "invalid_pixels"), r.text
+        assert "pixels.0.0" in r.json()["detail"] and "finite number" in r.json()["detail"], r.text
     r = httpx.post(url + "/api/predict", content="hello", headers={"content-type": "text/plain"})
     assert r.status_code == 415 and r.json()["error"] == "unsupported_media_type"
 

@@ -17,8 +17,11 @@ def test_cpu_speedrun_to_99_percent():
 
 
 def test_each_device_kind_has_a_recipe_per_target():
-    for kind in ("cpu", "cuda"):
-        assert [recipe_for(t, kind).epochs >= 1 for t in (0.99, 0.995, 0.997)] == [True] * 3
+    """A CUDA device gets the compiled GPU recipes, any other device type the CPU's, for every target."""
+    assert set(RECIPES["cpu"]) == set(RECIPES["cuda"]) == {0.99, 0.995, 0.997}
+    for t in (0.99, 0.995, 0.997):
+        assert recipe_for(t, "cuda") is RECIPES["cuda"][t] and recipe_for(t, "cuda").compile
+        assert recipe_for(t, "cpu") is recipe_for(t, "mps") is RECIPES["cpu"][t] and not recipe_for(t, "cpu").compile
 
 
 def test_unknown_target_is_a_clear_error():

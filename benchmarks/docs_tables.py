@@ -1,0 +1,226 @@
+"""python -m benchmarks.docs_tables [--check]: the docs' figures, rewritten from benchmarks/results/*.json.
+
+A figure block is the text between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->` in README.md or
+docs/*.md; NAME is one of BLOCKS below, a function of the records that gives the block's text. Without --check
+every block is rewritten from its records; with --check nothing is written and the command exits 1 naming each
+block that no longer matches them (tests/test_docs_figures.py runs the check). Reads JSON only: no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+BLOCK = re.compile(r"(<!-- figures:(?P<name>[\w-]+) -->)(?P<body>.*?)(<!-- /figures:(?P=name) -->)", re.S)
+
+
+def record(name: str, results: Path) -> dict:
+    return json.loads((results / f"{name}.json").read_text())
+
+
+def pct(x: float, digits: int = 2) -> str:
+    return f"{100 * x:.{digits}f}%"
+
+
+def table(head: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+
+
+def when(rec: dict) -> str:
+    env = rec.get("environment", {})
+    return f"{env.get('when', '?')[:10]}, torch {env.get('torch', '?')}, {env.get('threads', '?')} threads"
+
+
+# --- the blocks --------------------------------------------------------------------------------------------------
+def suite(results: Path) -> str:
+    rec = record("all", results)
+    return (f"{rec['suite_seconds'] / 60:.1f} minutes on 2 cores in its last full run, {rec['started'][:10]}: "
+            f"{rec['suite_seconds']:.0f} s, `results/all.json`")
+
+
+def quickstart(results: Path) -> str:
+    q = record("quickstart", results)
+    return (f"{q['wall_s'] / 60:.1f} minutes on 2 CPU cores ({q['train_seconds']:.0f} s of training), "
+            f"{pct(q['accuracy'])} test accuracy ({q['errors']} errors in 10000), `results/quickstart.json`")
+
+
+def resnet(results: Path) -> str:
+    rn, fa = record("resnet", results), record("fastai-resnet18", results)
+    plain = {r["seed"]: r for r in rn.get("plain", [])}
+    fastai = {r["seed"]: r for r in fa["runs"]}
+    rows = []
+    for r in rn["ours"]:
+        f, p = fastai.get(r["seed"]), plain.get(r["seed"])
+        rows.append([r["seed"], f"{r['accuracy']:.4f}", f"{r['epoch_s']:.1f} s",
+                     f"{f['accuracy']:.4f}" if f else "-", f"{f['epoch_s']:.1f} s" if f else "-",
+                     f"{p['accuracy']:.4f}, {p['epoch_s']:.1f} s" if p else "-"])
+    ours_acc = [r["accuracy"] for r in rn["ours"]]
+    rows.append([f"**mean (sd) / median epoch, {len(ours_acc)} and {len(fa['runs'])} seeds**",
+                 f"**{statistics.mean(ours_acc):.4f}** ({statistics.stdev(ours_acc):.4f})",
+                 f"**{rn['ours_epoch_s']:.1f} s**",
+                 f"**{rn['fastai_mean_accuracy']:.4f}** ({rn['fastai_sd_accuracy']:.4f})",
+                 f"**{rn['fastai_epoch_s']:.1f} s**", "-"])
+    head = ["seed", "ours: accuracy (2038 images)", "ours: epoch", "fastai: accuracy", "fastai: epoch",
+            "plain PyTorch, same model"]
+    fenv = rn.get("fastai_environment", {})
+    met = "met" if rn["accuracy_parity"] else "**not met**"
+    return "\n".join([
+        table(head, rows), "",
+        f"Accuracy bar, parity with fastai's own distribution ({rn['accuracy_bar']}): **{met}**. Speed: fastai's "
+        f"median epoch over ours, **{rn['vs_fastai']:.2f}x**" + (f"; plain PyTorch's over ours {rn['vs_plain']:.2f}x"
+                                                                 if rn.get("vs_plain") else "") + ". "
+        f"Ours: {when(rn)}; fastai {fenv.get('fastai', '?')} on torch {fenv.get('torch', '?')}, "
+        f"{fenv.get('threads', '?')} threads, DataLoader workers: {fa['runs'][0].get('num_workers', '?')} (its "
+        f"default), {fenv.get('when', '?')[:10]}. Records: `results/resnet.json`, `results/fastai-resnet18.json`."])
+
+
+def tendigits(results: Path) -> str:
+    td = record("tendigits", results)
+    ours, ref = td["ours"], td.get("reference")
+    t99 = lambda t: f"{t:.1f} s" if t else "not reached"  # noqa: E731
+    rows = [[f"ours, bf16 autocast (seeds {', '.join(str(td['args']['seed'] + i) for i in range(len(ours)))})",
+             f"{td['ours_epoch_s']:.1f} s", t99(td["ours_time_to_99"]) + " (median of seeds)",
+             ", ".join(pct(o["final_accuracy"]) for o in ours)]]
+    if td.get("ours_fp32"):
+        rows.append(["ours, fp32 (same seeds)", f"{td['ours_fp32_epoch_s']:.1f} s",
+                     t99(td["ours_fp32_time_to_99"]) + " (median of seeds)",
+                     ", ".join(pct(o["final_accuracy"]) for o in td["ours_fp32"])])
+    if ref:
+        runs = ref.get("runs", [ref])
+        rows.append([f"reference, fp32 ({len(runs)} run{'s' * (len(runs) > 1)})", f"{td['ref_epoch_s']:.1f} s",
+                     t99(td["ref_time_to_99"]) if td.get("ref_reached") else
+                     f"not at 99.0% after {max(r['checks'][-1]['seconds'] for r in runs):.0f} s",
+                     ", ".join(pct(r["final_accuracy"]) for r in runs)])
+    ratios = []
+    for key, what in (("time_to_99_ratio", "ours in bf16"), ("time_to_99_ratio_at_least", "ours in bf16, at least"),
+                      ("fp32_time_to_99_ratio", "ours in fp32"),
+                      ("fp32_time_to_99_ratio_at_least", "ours in fp32, at least")):
+        if td.get(key):
+            ratios.append(f"{what} **{td[key]:.1f}x**")
+    epochs = [f"{what} {td[key]:.1f}x" for key, what in (("epoch_ratio", "bf16"), ("fp32_epoch_ratio", "fp32"))
+              if td.get(key)]
+    return "\n".join([table(["", "per epoch", "time to 99.0%", "accuracy when stopped"], rows), "",
+                      f"Time to 99.0%, the reference's (fp32) over ours: {', '.join(ratios) or '-'}"
+                      + (f" (per epoch: {', '.join(epochs)})" if epochs else "") + f". {when(td)}; "
+                      f"`results/tendigits.json`."])
+
+
+def serve_load(results: Path) -> str:
+    rows = []
+    for name, what, cmd in (("serve_load", "JSON 28x28 pixels", "python -m benchmarks.serve_load"),
+                            ("serve_load_png", "280x280 PNG, multipart (what the page sends)",
+                             "python -m benchmarks.serve_load --payload png")):
+        r = record(name, results)
+        lat = r["latency_ms"]
+        rows.append([what, f"`{cmd}`", f"{r['throughput_rps']:.0f}", f"{lat['p50']:.1f} ms", f"{lat['p99']:.1f} ms",
+                     r["errors"]])
+    rec = record("serve_load", results)
+    return "\n".join([table(["payload", "command", "req/s", "p50", "p99", "errors"], rows), "",
+                      f"Medians of {rec['medians_of_runs']} fresh servers each; {when(rec)}; "
+                      f"`results/serve_load.json`, `results/serve_load_png.json`."])
+
+
+def predict_accuracy(results: Path) -> str:
+    p = record("predict_speed", results)
+    names = {"uneven_light": "shadow", "noisy_jpeg": "noise+JPEG"}
+    styles = " / ".join(names.get(s, s.replace("_", " ")) for s in p["accuracy_by_style"])
+    return table([f"pictures of {p['n']} MNIST test digits", "accuracy"], [
+        ["the original 28x28 images (no preprocessing needed)", f"{p['accuracy_on_originals']:.3f}"],
+        ["the same digits as pictures, through `prepare_image`", f"**{p['accuracy_on_renderings']:.3f}** (same label "
+                                                                 f"as on the original: {p['agreement_with_originals']:.3f})"],
+        [f"by style: {styles}", " / ".join(f"{v:.3f}" for v in p["accuracy_by_style"].values())]])
+
+
+def predict_speed(results: Path) -> str:
+    p = record("predict_speed", results)
+    s = p["seconds"]
+    reps = p.get("repeats", 1)
+    runs = f"median of {reps} runs" if reps > 1 else "one run"
+    return "\n".join([table([f"{p['n']} image files", f"seconds ({runs})"], [
+        ["`Classifier.predict_many` (prepare all, one batched call)", f"**{s['predict_many']:.2f}**"],
+        ["naive: one `predict_many([image])` call per image", f"{s['naive_per_image']:.2f}"],
+        ["`digitlab predict RUN FOLDER --json`, the whole process (start-up and model loading included)",
+         f"{s['cli_end_to_end']:.2f}"]]), "",
+        f"Model: {p['model']}; {when(p)}; `results/predict_speed.json`."])
+
+
+def distributed(results: Path) -> str:
+    d = record("distributed-auto", results)
+    rows = [[f"{r['nproc']} ({'2 threads' if r['nproc'] == 1 else '1 thread each, torchrun default'})",
+             f"{r['images_per_s']:.0f}", f"{r['seconds']:.2f}", f"{r['accuracy']:.4f}"] for r in d["rows"]]
+    one, most = d["rows"][0], d["rows"][-1]
+    return "\n".join([table(["processes", "training images/s", "seconds per epoch", "accuracy"], rows), "",
+                      f"{most['nproc']} processes: {most['images_per_s'] / one['images_per_s']:.2f}x the throughput "
+                      f"of 1. Medians of {d['args']['repeats']} runs; {when(d)}; `results/distributed-auto.json`."])
+
+
+def ensemble_cli(results: Path) -> str:
+    e = record("gpu-nvidia-h200", results)["sections"]["ensemble_cli"]
+    by = {}
+    for m in e["members"]:
+        by.setdefault(m["recipe"], []).append(m["accuracy"])
+    each = ", ".join(f"{k} {pct(min(v))}-{pct(max(v))}" for k, v in by.items())
+    return (f"`digitlab recipe best-ensemble --device cuda`, as a user runs it, on one H200: {e['n_models']} models "
+            f"({each} alone), **{pct(e['accuracy'])} ({e['errors']} errors)** together, {e['train_seconds']:.0f} s "
+            f"of training (`ensemble_cli` section of `results/gpu-nvidia-h200.json`)")
+
+
+BLOCKS = {"suite": suite, "quickstart": quickstart, "resnet": resnet, "tendigits": tendigits, "serve-load": serve_load,
+          "predict-accuracy": predict_accuracy, "predict-speed": predict_speed, "distributed": distributed,
+          "ensemble-cli": ensemble_cli}
+
+
+# --- finding and rewriting blocks -----------------------------------------------------------------------------------
+def doc_files(root: Path = ROOT) -> list[Path]:
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def generated(name: str, body: str, results: Path) -> str:
+    """A block's text from its records; a table block (one that starts on its own line) keeps its newlines."""
+    if name not in BLOCKS:
+        raise SystemExit(f"unknown figure block {name!r}; blocks are: {', '.join(BLOCKS)}")
+    text = BLOCKS[name](results)
+    return f"\n{text}\n" if body.startswith("\n") else text
+
+
+def rewrite(text: str, results: Path = RESULTS) -> str:
+    return BLOCK.sub(lambda m: m.group(1) + generated(m["name"], m["body"], results) + m.group(4), text)
+
+
+def stale_blocks(files: list[Path] | None = None, results: Path = RESULTS) -> list[str]:
+    """'file: block' for every block whose text differs from what its records give."""
+    stale = []
+    for path in files or doc_files():
+        for m in BLOCK.finditer(path.read_text()):
+            if m["body"] != generated(m["name"], m["body"], results):
+                stale.append(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {m['name']}")
+    return stale
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if a block differs from its records")
+    args = ap.parse_args(argv)
+    if args.check:
+        stale = stale_blocks()
+        for s in stale:
+            print(f"stale: {s} (run python -m benchmarks.docs_tables)")
+        return 1 if stale else 0
+    for path in doc_files():
+        text = path.read_text()
+        new = rewrite(text)
+        if new != text:
+            path.write_text(new)
+            print(f"rewrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
