@@ -40,6 +40,7 @@ def trained(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_a_runs_config_toml_reproduces_it_bit_for_bit(trained):
     runs = trained / "runs"
     a, b = load_file(runs / "flags" / "model.safetensors"), load_file(runs / "from-file" / "model.safetensors")
@@ -48,6 +49,7 @@ def test_a_runs_config_toml_reproduces_it_bit_for_bit(trained):
     assert json.loads((runs / "from-file" / "config.json").read_text())["config"]["model"] == "linear"
 
 
+@pytest.mark.slow
 def test_flags_override_the_file_and_print_config_prints_the_resolved_toml(trained):
     proc = digitlab("train", "--config", "runs/flags/config.toml", "--seed", "7", "--print-config", cwd=trained)
     printed = trained / "printed.toml"
@@ -57,6 +59,7 @@ def test_flags_override_the_file_and_print_config_prints_the_resolved_toml(train
     assert not (trained / "runs" / "printed").exists() and len(list((trained / "runs").iterdir())) == 2  # no run
 
 
+@pytest.mark.slow
 def test_recipes_print_as_config_files_that_train_reads(tmp_path):
     for name, recipe in RECIPES.items():
         proc = digitlab("recipe", name, "--print-config", cwd=tmp_path)
@@ -87,6 +90,7 @@ def event_values(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return values
 
 
+@pytest.mark.slow
 def test_event_files_match_metrics_csv_to_the_last_digit(trained):
     run = trained / "runs" / "flags"
     events = event_values(run / "tensorboard")
@@ -119,6 +123,7 @@ def three_runs(trained):
     return [trained / "runs" / n for n in ("flags", "from-file", "seed1")]
 
 
+@pytest.mark.slow
 def test_compare_lists_config_differences_and_final_metrics(three_runs, trained):
     proc = digitlab("runs", "--compare", *three_runs[:2], str(trained / "runs" / "seed*"), "--html",
                     trained / "cmp.html", "--json", cwd=trained)

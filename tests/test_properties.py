@@ -88,8 +88,8 @@ def folder_tree(draw):
 
 @pytest.mark.slow
 def test_folder_loader_raises_only_data_error_and_reads_what_was_written():
-    """Every generated tree either loads (often: every image kept is the 28x28 grey written into its label's
-    folder, in file order) or raises DataError."""
+    """Every generated tree either loads (often: every PNG, resized to 28x28, with the index of its class folder
+    among the sorted folder names, in file-name order across the classes) or raises DataError."""
     def check(tree, skip_bad):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
@@ -104,16 +104,17 @@ def test_folder_loader_raises_only_data_error_and_reads_what_was_written():
                 split, _ = load_folder(root, skip_bad=skip_bad)
             except DataError:
                 return False
-        kept = [(int(name), f[2]) for name, files in sorted(tree.items()) for f in files
-                if f[0] == "png" and f[1] == (28, 28)]
-        assert split.images.shape == (len(kept), 28, 28) and split.labels.tolist() == [k for k, _ in kept]
-        assert [int(img.min()) for img in split.images] == [int(img.max()) for img in split.images] == \
-            [grey for _, grey in kept]
+        classes = sorted(tree)
+        kept = sorted((f"{i}.png", c, f[2]) for c, name in enumerate(classes) for i, f in enumerate(tree[name])
+                      if f[0] == "png")  # junk files have no image suffix: not images, not read
+        assert split.images.shape == (len(kept), 28, 28) and split.labels.tolist() == [c for _, c, _ in kept]
+        lows, highs = split.images.amin((1, 2)).tolist(), split.images.amax((1, 2)).tolist()
+        assert all(abs(lo - grey) <= 1 and abs(hi - grey) <= 1 for lo, hi, (_, _, grey) in zip(lows, highs, kept))
         return True
 
     seen, counted = run_counted(check)
     MANY(given(folder_tree(), st.booleans())(counted))()
-    # a tree loads only when every folder is a digit with a 28x28 image: measured 480 of 10000
+    # a tree loads only when it has a class folder and none of them is empty
     assert seen["examples"] >= MANY.max_examples and seen["accepted"] >= MANY.max_examples // 50, seen
 
 

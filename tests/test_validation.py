@@ -110,6 +110,7 @@ def test_the_fitted_temperature_minimises_the_nll_and_keeps_every_answer():
     assert report["nll_calibrated"] < report["nll"] and report["temperature"] == t
 
 
+@pytest.mark.slow
 def test_train_json_reports_valid_and_test_accuracy_and_predict_uses_the_temperature(tmp_path):
     proc = digitlab("train", "--task", "digits", "--model", "linear", "--epochs", "1", "--lr", "0.1", "--device",
                     "cpu", "--name", "d", "--json", cwd=tmp_path)
