@@ -100,7 +100,8 @@ class EpochLogs(Callback):
 def fit(cfg: TrainConfig, cbs: Iterable[Callback] = (), data: TaskData | None = None, run_dir: Path | None = None,
         resume: bool = False, checkpoint_every: int | None = None,
         on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train per the config on its engine, then score the final model once on the validation split.
+    """Train per the config on its engine, then score the final model once: the validation split, a temperature
+    fitted on it, and the test split, read for the first time (train.result.final_scores).
     `on_epoch` gets each epoch's log (a dict) on either engine; `cbs` are Learner callbacks.
 
     Learner engine: with `run_dir`, a checkpoint is kept there (every epoch, every `checkpoint_every` steps, and
