@@ -102,14 +102,6 @@ def load_dataset(root: str | Path | None = None, quiet: bool = False) -> IdxData
                       round(train.std().item(), 4), digests, splits)
 
 
-def known_set(name: str) -> KnownSet:
-    """A catalogue entry by name (case-insensitive)."""
-    for known in CATALOGUE:
-        if known.name.lower() == name.lower():
-            return known
-    raise KeyError(name)
-
-
 def class_of(dataset_classes: tuple, wanted) -> int:
     """The label value of a class given by name or number (as typed on a command line: "Sneaker", "7", 7)."""
     for i, c in enumerate(dataset_classes):
