@@ -1,13 +1,9 @@
-"""python -m benchmarks.datasets: the bars of data sets beyond MNIST's IDX files.
+"""python -m benchmarks.datasets folders: 70,000 MNIST PNGs as class folders, against the IDX files.
 
-    python -m benchmarks.datasets fashion [--from-run RUN]   # plain `digitlab train --data FASHION --seed 42`
-    python -m benchmarks.datasets folders                    # 70,000 MNIST PNGs as class folders
+(Fashion-MNIST's default recipe is measured by `python -m benchmarks.default_recipe --data
+/usr/share/datasets/fashion-mnist`; results/fashion-mnist-default.json is the record of the recipe before it.)
 
-fashion: the default recipe on Debian's Fashion-MNIST (/usr/share/datasets/fashion-mnist) reaches >= 93.0% test
-accuracy in < 5 minutes of training on 2 CPU cores. Runs the user's command as a fresh process (or records a run
-folder that command already made, --from-run). Writes results/fashion-mnist-default.json.
-
-folders: `digitlab data export DIR --task digits` writes all 70,000 images as PNGs in class folders; loading them
+`digitlab data export DIR --task digits` writes all 70,000 images as PNGs in class folders; loading them
 the first time (decode) and the second time (the cached tensor file) is timed (bar: second < 1 s), and the task
 built from the folders is compared with the one built from the IDX files: the same tensors, classes and
 statistics, so the same recipe and seed train the same model (accuracy within 0.1 points: here, equal). With
@@ -33,7 +29,6 @@ from digitlab.data.tasks import load_task
 
 from .common import write_record
 
-FASHION = "/usr/share/datasets/fashion-mnist"
 DIGITLAB = str(Path(sys.executable).with_name("digitlab"))
 
 
@@ -46,26 +41,6 @@ def train_json(data: str, runs: Path, name: str) -> tuple[dict, float]:
     if proc.returncode:
         raise SystemExit(f"digitlab train failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return json.loads(proc.stdout), wall
-
-
-def fashion(from_run: str | None) -> None:
-    if from_run:
-        summary, wall = json.loads(Path(from_run, "summary.json").read_text()), None
-        config = json.loads(Path(from_run, "config.json").read_text())
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            summary, wall = train_json(FASHION, Path(tmp), "fashion")
-            config = json.loads(Path(summary["run"], "config.json").read_text())
-    record = {"claim": "plain `digitlab train --data /usr/share/datasets/fashion-mnist --seed 42` (the default "
-                       "recipe): >= 93.0% test accuracy in < 5 minutes of training on 2 CPU cores",
-              "command": f"digitlab train --data {FASHION} --seed 42",
-              "dataset": config.get("dataset"), "config": config["config"],
-              "test_accuracy": summary.get("test_accuracy"), "valid_accuracy": summary.get("valid_accuracy"),
-              "n_test": summary.get("n_test"), "train_seconds": summary["train_seconds"], "wall_seconds": wall,
-              "classes": summary["classes"],
-              "passed": (summary.get("test_accuracy") or 0) >= 0.930 and summary["train_seconds"] < 300}
-    print(json.dumps({k: v for k, v in record.items() if k not in ("config", "dataset")}, indent=2))
-    print(write_record("fashion-mnist-default", record))
 
 
 def folders(train: bool) -> None:
@@ -108,11 +83,10 @@ def folders(train: bool) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("which", choices=["fashion", "folders"])
-    ap.add_argument("--from-run", help="fashion: record this run folder of the same command instead of training")
-    ap.add_argument("--train", action="store_true", help="folders: also train on both (about 10 minutes)")
+    ap.add_argument("which", choices=["folders"])
+    ap.add_argument("--train", action="store_true", help="also train on both (about 10 minutes)")
     args = ap.parse_args(argv)
-    fashion(args.from_run) if args.which == "fashion" else folders(args.train)
+    folders(args.train)
 
 
 if __name__ == "__main__":

@@ -172,9 +172,91 @@ def ensemble_cli(results: Path) -> str:
             f"of training (`ensemble_cli` section of `results/gpu-nvidia-h200.json`)")
 
 
+def validation_choices(results: Path) -> str:
+    """Recipe sweeps on one H200 with the validation split: each row's mean validation and test accuracy; the
+    chosen row (best validation mean) in bold."""
+    first = record("gpu-validation-nvidia-h200", results)["sections"]
+    second = record("gpu-validation-fashion2-nvidia-h200", results)["sections"]
+    recipes = record("gpu-validation-recipes-nvidia-h200", results)["sections"]
+    sweeps = [("MNIST, sized for 2 CPU cores", first["default_candidates"]),
+              ("Fashion-MNIST, round 1", first["fashion_candidates"]),
+              ("Fashion-MNIST, round 2", second["fashion_round2"]),
+              ("MNIST, the GPU recipes", recipes["gpu_recipes"])]
+    rows = []
+    for what, sweep in sweeps:
+        for r in sweep["rows"]:
+            if "runs" not in r:
+                continue
+            mark = "**" if r["recipe"] == sweep["chosen_on_valid"] else ""
+            rows.append([what, f"{mark}{r['recipe']}{mark}", ", ".join(str(x["seed"]) for x in r["runs"]),
+                         f"{mark}{pct(r['mean_valid'])}{mark}", f"{pct(r['mean_test'])} (min {pct(r['min_test'])})"])
+    ens = record("gpu-validation-ensembles", results)
+    rows += [["MNIST, ensembles of the GPU recipes' models", ("**" if e["ensemble"] == ens["chosen_on_valid"] else "")
+              + f"{e['ensemble']} ({e['members']} models)" + ("**" if e["ensemble"] == ens["chosen_on_valid"] else ""),
+              "-", pct(e["valid_accuracy"]), pct(e["test_accuracy"])] for e in ens["rows"]]
+    head = ["sweep", "recipe (fields that differ from TrainConfig's defaults: fast engine, fastcnn, 10 epochs)", "seeds",
+            "validation: mean", "test: mean (lowest seed)"]
+    return "\n".join([table(head, rows), "", f"One NVIDIA H200, torch 2.11.0+cu130, 2026-11-30; records "
+                       "`results/gpu-validation-nvidia-h200.json`, `gpu-validation-fashion2-nvidia-h200.json`, "
+                       "`gpu-validation-recipes-nvidia-h200.json`, `gpu-validation-ensembles.json`."])
+
+
+def default_recipe_runs(name: str, results: Path) -> str:
+    rec = record(f"default-recipe-{name}", results)
+    rows = [[r["seed"], pct(r["valid_accuracy"]), f"{pct(r['test_accuracy'])} ({r['test_errors']} errors)",
+             f"{r['train_seconds']:.0f} s", f"{pct(r['ece'])} / {pct(r['ece_calibrated'])}"] for r in rec["runs"]]
+    rows.append(["**mean**", pct(rec["mean_valid"], 3), f"**{pct(rec['mean_test'], 3)}** (lowest {pct(rec['min_test'])})",
+                 f"median {rec['median_train_seconds']:.0f} s, longest {rec['max_train_seconds']:.0f} s", "-"])
+    bars = rec.get("bars") or {}
+    verdict = "**met**" if rec.get("passed") else "**not met**"
+    return "\n".join([table(["seed", "validation", "test (scored once)", "training", "test ECE before / after the "
+                              "temperature"], rows), "",
+                       f"Bar: every seed at least {pct(bars.get('each_test', 0), 1)} test, the mean at least "
+                       f"{pct(bars.get('mean_test', 0))}, each under {bars.get('seconds', 0) / 60:.0f} minutes of "
+                       f"training: {verdict}. `{rec['command']}`, 2 CPU cores, {when(rec)}; "
+                       f"`results/default-recipe-{name}.json`."])
+
+
+def default_recipe_line(results: Path) -> str:
+    rec = record("default-recipe-mnist", results)
+    seeds = ", ".join(str(r["seed"]) for r in rec["runs"])
+    tests = ", ".join(pct(r["test_accuracy"]) for r in rec["runs"])
+    secs = [r["train_seconds"] for r in rec["runs"]]
+    return (f"on 2 CPU cores, seeds {seeds}: {tests} test accuracy (mean **{pct(rec['mean_test'], 3)}**), "
+            f"{min(secs):.0f}-{max(secs):.0f} s of training each; `results/default-recipe-mnist.json`")
+
+
+def ood_table(rec: dict, name: str = "ood") -> str:
+    """docs/predict.md's detector comparison from a record of `python -m benchmarks.ood`."""
+    lines = ["| detector | AUROC | FPR at 95% TPR | Fashion-MNIST flagged | MNIST test flagged | accuracy of accepted "
+             "MNIST | UCI digits accepted | Fashion as pictures flagged | cost (batch / one input) | every bar |",
+             "|" + " --- |" * 10]
+    for r in rec["detectors"]:
+        if "refused" in r:
+            lines.append(f"| {r['detector']} | refused: {r['refused']} |" + " |" * 8)
+            continue
+        bold = "**" if r["detector"] == rec["default"] else ""
+        lines.append(f"| {bold}{r['detector']}{bold} | {r['auroc']:.4f} | {r['fpr_at_95_tpr']:.2%} | "
+                     f"{r['fashion_flagged']:.2%} | {r['mnist_flagged']:.2%} | {r['accuracy_accepted']:.4f} | "
+                     f"{r['uci_accepted']:.2%} | {r['fashion_as_pictures']['flagged']:.2%} | "
+                     f"{r['cost_batch']:+.1%} / {r['cost_single']:+.1%} | {'yes' if r['meets_bars'] else 'no'} |")
+    env = rec.get("environment", {})
+    lines.append("")
+    lines.append(f"Model: {Path(rec['model']).name} ({rec['architecture']}); in bold the default detector; "
+                 f"{env.get('when', '?')[:10]}, torch "
+                 f"{env.get('torch', '?')}, {env.get('threads', '?')} threads, {env.get('cpu', '?')}; "
+                 f"`results/{name}.json`.")
+    return "\n".join(lines)
+
+
 BLOCKS = {"suite": suite, "quickstart": quickstart, "resnet": resnet, "tendigits": tendigits, "serve-load": serve_load,
           "predict-accuracy": predict_accuracy, "predict-speed": predict_speed, "distributed": distributed,
-          "ensemble-cli": ensemble_cli}
+          "ensemble-cli": ensemble_cli, "validation-choices": validation_choices,
+          "default-recipe-mnist": lambda results: default_recipe_runs("mnist", results),
+          "default-recipe-line": default_recipe_line,
+          "ood": lambda results: ood_table(record("ood", results), "ood"),
+          "ood-cnn-2epochs": lambda results: ood_table(record("ood-cnn-2epochs", results), "ood-cnn-2epochs"),
+          "default-recipe-fashion": lambda results: default_recipe_runs("fashion-mnist", results)}
 
 
 # --- finding and rewriting blocks -----------------------------------------------------------------------------------

@@ -56,7 +56,8 @@ N_SEEDS = 5
 def child_env() -> dict:
     """The environment for this repo's pytest and `python -m digitlab` in child processes: the checkout's source
     first (a GPU machine has the checkout, not an installed package)."""
-    return {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    paths = [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]  # and any carried packages
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def fast(**fields) -> TrainConfig:

@@ -104,3 +104,19 @@ def test_on_the_gpu_the_same_maps_as_on_the_cpu(batch):
     cpu = augment_batch(batch, torch.Generator().manual_seed(1))
     gpu = augment_batch(batch.cuda(), torch.Generator().manual_seed(1))
     assert gpu.is_cuda and torch.allclose(gpu.cpu(), cpu, atol=1e-4)
+
+
+def test_flips_mirror_about_half_the_images_and_leave_the_other_draws_alone():
+    plain = random_affine(400, torch.Generator().manual_seed(3))
+    flipped = random_affine(400, torch.Generator().manual_seed(3), flip=True)
+    sign = flipped[:, :, 0] / plain[:, :, 0]  # column 0 is negated for a mirrored image, all else equal
+    assert torch.allclose(sign.abs(), torch.ones_like(sign)) and torch.equal(flipped[:, :, 1:], plain[:, :, 1:])
+    mirrored = (sign[:, 0] < 0).float().mean()
+    assert 0.4 < mirrored < 0.6
+
+
+def test_a_flip_alone_is_an_exact_mirror_image(batch):
+    out = augment_batch(batch, torch.Generator().manual_seed(0), shift=0, degrees=0, scale=0, flip=True)
+    mirror = torch.tensor([torch.allclose(o, b.flip(-1), atol=1e-5) for o, b in zip(out, batch)])
+    same = torch.tensor([torch.allclose(o, b, atol=1e-5) for o, b in zip(out, batch)])
+    assert (mirror | same).all() and mirror.any() and same.any()

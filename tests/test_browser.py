@@ -1,5 +1,6 @@
 """The page in a real browser: Debian's chromium, driven by Playwright, draws a 7 stroke by stroke with the
-mouse, waits for the guess, checks it, and saves a screenshot (its path is printed and recorded)."""
+mouse, waits for the guess, checks it, and saves a screenshot (its path is printed and recorded); with a model
+that has a "not a digit" detector, a square is answered as not a digit, then a 7 as a 7."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import shutil
 
 import pytest
 
-from test_serve import start, stop
+from test_serve import detector_model, start, stop
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -52,16 +53,7 @@ def test_draw_a_seven_in_chromium(tmp_path, record_property):
             page = browser.new_page(viewport={"width": 900, "height": 640})
             page.goto(url + "/")
             page.wait_for_function("document.getElementById('model-info').textContent.includes('accuracy')")
-            box = page.locator("#pad").bounding_box()
-            x0, y0, s = box["x"], box["y"], box["width"] / 280
-
-            def stroke(points):
-                page.mouse.move(x0 + points[0][0] * s, y0 + points[0][1] * s)
-                page.mouse.down()
-                for x, y in points[1:]:
-                    page.mouse.move(x0 + x * s, y0 + y * s, steps=12)
-                page.mouse.up()
-
+            stroke = drawer(page)
             stroke([(70, 60), (210, 60)])      # the 7's bar
             stroke([(210, 60), (130, 240)])    # its stem
             page.wait_for_selector("#label[data-state=ok]", timeout=10000)
@@ -76,6 +68,58 @@ def test_draw_a_seven_in_chromium(tmp_path, record_property):
             assert bars == 10 and page.locator("#bars li.top").get_attribute("data-digit") == "7"
             page.click("#clear")
             assert page.get_attribute("#label", "data-state") == "empty"
+            browser.close()
+    finally:
+        stop(proc)
+
+
+def drawer(page):
+    """stroke(points): a mouse stroke through points given in the 280x280 canvas's own pixels."""
+    box = page.locator("#pad").bounding_box()
+    x0, y0, s = box["x"], box["y"], box["width"] / 280
+
+    def stroke(points):
+        page.mouse.move(x0 + points[0][0] * s, y0 + points[0][1] * s)
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(x0 + x * s, y0 + y * s, steps=12)
+        page.mouse.up()
+    return stroke
+
+
+@pytest.mark.slow
+def test_a_square_is_not_a_digit_and_a_seven_is_a_seven(tmp_path, record_property):
+    require_chromium()
+    from playwright.sync_api import sync_playwright  # deferred: only once the browser is known to be there
+
+    proc, url = start(detector_model(tmp_path / "run"), tmp_path=tmp_path)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 900, "height": 640})
+            page.goto(url + "/")
+            page.wait_for_function("document.getElementById('model-info').textContent.includes('accuracy')")
+            stroke = drawer(page)
+            answered = "#label[data-state=ok], #label[data-state=not-digit]"  # an answer, either way
+            stroke([(60, 60), (220, 60), (220, 220), (60, 220), (60, 60)])  # a square, one stroke round
+            page.wait_for_selector(answered, timeout=10000)
+            page.wait_for_timeout(600)         # the last (debounced) answer
+            page.wait_for_selector(answered, timeout=10000)
+            shot = tmp_path / "square.png"
+            page.screenshot(path=str(shot))
+            record_property("screenshot", str(shot))
+            assert page.text_content("#label") == "that does not look like a digit", f"see {shot}"
+            assert page.get_attribute("#label", "data-state") == "not-digit"
+            widths = [page.locator("#bars li .fill").nth(i).evaluate("e => e.style.width") for i in range(10)]
+            assert sum(float(w.rstrip("%")) for w in widths) > 99  # the bars are still shown
+            page.click("#clear")
+            stroke([(70, 60), (210, 60)])      # the 7's bar
+            stroke([(210, 60), (130, 240)])    # its stem
+            page.wait_for_selector("#label[data-state=ok]", timeout=10000)
+            page.wait_for_timeout(400)
+            shot = tmp_path / "seven.png"
+            page.screenshot(path=str(shot))
+            assert page.text_content("#label") == "7", f"see {shot}"
             browser.close()
     finally:
         stop(proc)

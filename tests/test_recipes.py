@@ -14,7 +14,7 @@ from digitlab.data.tasks import load_task, to_input
 from digitlab.errors import ConfigError
 from digitlab.models import build_model
 from digitlab.inference import TTA_SHIFTS, class_probs, shift_images
-from digitlab.recipes import RECIPES, ensemble_evaluate, get_recipe
+from digitlab.recipes import RECIPES, Recipe, ensemble_evaluate, get_recipe
 from digitlab.train.losses import softmax
 from digitlab.weights import load_model, save_model
 
@@ -29,8 +29,11 @@ def digitlab(*args, tmp_path=None, check=True):
     return proc
 
 
-def test_default_recipe_is_train_configs_defaults():
-    assert RECIPES["default"].train_config() == TrainConfig()
+def test_default_recipe_is_the_data_sets_recipe_that_plain_train_runs():
+    cfg = RECIPES["default"].train_config()
+    assert cfg == TrainConfig.resolve(None)  # what `digitlab train` with no options resolves to
+    assert (cfg.engine, cfg.epochs, cfg.tta, cfg.model) == ("fast", 20, True, "fastcnn")
+    assert RECIPES["default"].train_config(seed=1, epochs=3) == TrainConfig.resolve(None, seed=1, epochs=3)
     best = get_recipe("best").train_config(seed=3)
     assert best.model == "fastcnn_deep" and best.engine == "fast" and best.seed == 3
     assert get_recipe("best-3v7").train_config().task == "3v7"
@@ -148,7 +151,7 @@ def test_an_ensemble_of_recipes_of_different_tasks_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="one task"):
         EnsembleRecipe("mixed", "", (get_recipe("best"), get_recipe("best-3v7")))
     with pytest.raises(ConfigError, match="fast recipes"):
-        EnsembleRecipe("learner", "", (get_recipe("default"),))
+        EnsembleRecipe("learner", "", (Recipe("on-the-learner", "", {"engine": "learner"}),))
     with pytest.raises(ConfigError, match="at least one model of each member"):
         train_ensemble(ENSEMBLES["best-ensemble"], tmp_path, n_seeds=0)
     assert list(tmp_path.iterdir()) == []  # refused before anything was written

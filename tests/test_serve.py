@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from conftest import run_env
 from digitlab.cli import main
@@ -78,9 +78,9 @@ def png(arr: np.ndarray, fmt="PNG", side=280, invert=True) -> bytes:
 def test_health_model_openapi_and_page(server):
     url, _ = server
     h = httpx.get(url + "/api/health").json()
-    assert h["status"] == "ok" and h["model"] == "cnn"
+    assert h["status"] == "ok" and h["model"] == "fastcnn"
     m = httpx.get(url + "/api/model").json()
-    assert m["architecture"] == "cnn" and m["classes"] == list(range(10)) and m["task"] == "digits"
+    assert m["architecture"] == "fastcnn" and m["classes"] == list(range(10)) and m["task"] == "digits"
     assert m["test_accuracy"] > 0.98 and m["trained"].startswith("20") and "MNIST" in m["training_data"]
     spec = httpx.get(url + "/openapi.json").json()
     assert {"/api/predict", "/api/model", "/api/health"} <= set(spec["paths"])
@@ -100,15 +100,17 @@ def test_health_model_openapi_and_page(server):
 def test_predict_json_pixels_both_scales(server, digits):
     url, _ = server
     images, labels = digits
-    right = 0
+    right = flagged = 0
     for img, label in zip(images, labels):
         r = httpx.post(url + "/api/predict", json={"pixels": img.tolist()})
         assert r.status_code == 200, r.text
         body = r.json()
-        assert set(body) == {"label", "probabilities", "input"}
+        assert set(body) == {"label", "probabilities", "input", "not_a_digit", "ood_score"}
+        assert isinstance(body["not_a_digit"], bool) and (body["ood_score"] is None or isinstance(body["ood_score"], float))
+        flagged += body["not_a_digit"]
         assert abs(sum(body["probabilities"].values()) - 1) < 1e-3 and len(body["input"]) == 28
         right += body["label"] == label
-    assert right >= 19
+    assert right >= 19 and flagged <= 1  # the shipped model's detector accepts 99% of validation digits
     scaled = httpx.post(url + "/api/predict", json={"pixels": (images[0] / 255).tolist()}).json()
     assert scaled["label"] == labels[0]
 
@@ -122,6 +124,54 @@ def test_predict_image_files(server, digits):
         assert r.status_code == 200 and r.json()["label"] == labels[0], (fmt, r.text)
         raw = httpx.post(url + "/api/predict", content=data, headers={"content-type": mime})
         assert raw.status_code == 200 and raw.json()["label"] == labels[0]
+
+
+SHIPPED = Path(__file__).parents[1] / "src" / "digitlab" / "pretrained" / "digits-cnn.safetensors"
+
+
+def detector_model(folder: Path) -> Path:
+    """A copy of the shipped model with the default "not a digit" detector attached, as `digitlab ood-fit` adds
+    it (statistics from 3000 training images, to be quick)."""
+    from digitlab.predict import attach_detector  # deferred: only the tests of the detector need it
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.safetensors"
+    path.write_bytes(SHIPPED.read_bytes())
+    return attach_detector(path, fit_images=3000)[0]
+
+
+def drawing(kind: str) -> bytes:
+    """A PNG of black strokes on white, as the page sends a drawing: a filled square, a horizontal zig-zag."""
+    im = Image.new("RGB", (280, 280), "white")
+    d = ImageDraw.Draw(im)
+    if kind == "square":
+        d.rectangle([70, 70, 210, 210], fill="black")
+    else:
+        d.line([(30, 140), (70, 90), (110, 190), (150, 90), (190, 190), (250, 90)], fill="black", width=18)
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.slow
+def test_the_api_says_not_a_digit_with_a_model_that_has_a_detector(tmp_path, digits):
+    model = detector_model(tmp_path / "run")
+    proc, url = start(model, tmp_path=tmp_path)
+    try:
+        card = httpx.get(url + "/api/model").json()
+        assert card["ood"]["detector"] == "mahalanobis" and card["ood"]["threshold_on"] == "valid"
+        for kind in ("square", "zigzag"):
+            r = httpx.post(url + "/api/predict", files={"file": (f"{kind}.png", drawing(kind), "image/png")})
+            body = r.json()
+            assert r.status_code == 200 and body["not_a_digit"] is True, (kind, body["ood_score"])
+            assert body["ood_score"] > card["ood"]["threshold"] and len(body["probabilities"]) == 10
+        images, labels = digits
+        answers = [httpx.post(url + "/api/predict", json={"pixels": img.tolist()}).json() for img in images]
+        assert sum(a["not_a_digit"] for a in answers) == 0 and [a["label"] for a in answers][:5] == labels[:5]
+        blank = httpx.post(url + "/api/predict", json={"pixels": [[0] * 28] * 28})
+        assert blank.status_code == 422 and blank.json()["error"] == "no_digit"  # blank keeps its own answer
+    finally:
+        stop(proc)
 
 
 @pytest.mark.parametrize("body, status, code", [

@@ -125,3 +125,15 @@ def test_train_json_reports_valid_and_test_accuracy_and_predict_uses_the_tempera
     listed = json.loads(digitlab("runs", "--json", cwd=tmp_path).stdout)[0]
     assert listed["test_accuracy"] == s["test_accuracy"] and listed["valid_accuracy"] == s["valid_accuracy"]
     assert (tmp_path / "runs" / "d" / "plots" / "reliability.png").stat().st_size > 5000
+
+
+def test_a_learner_run_without_a_validation_split_trains_on_every_image_and_is_tested(tmp_path):
+    """valid_size 0 on the Learner engine (a final model, or the shipped one's recipe on the Learner): it used to
+    be refused with "the data set is empty" by the validation loader, and then its curves figure failed."""
+    proc = digitlab("train", "--model", "linear", "--epochs", "1", "--valid-size", "0", "--engine", "learner",
+                    "--device", "cpu", "--name", "all", "--json", cwd=tmp_path)
+    s = json.loads(proc.stdout)
+    assert s["status"] == "finished" and s["n_valid"] == 0 and s["valid_accuracy"] is None
+    assert s["n_test"] == 10000 and s["test_accuracy"] > 0.8 and s["temperature"] == 1.0
+    run = tmp_path / "runs" / "all"
+    assert (run / "plots" / "curves.png").stat().st_size > 5000 and (run / "report.html").exists()

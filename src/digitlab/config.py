@@ -14,6 +14,7 @@ from pathlib import Path
 
 import tomli_w
 
+from .data.catalogue import default_recipe
 from .data.tasks import TASKS, parse_classes
 from .errors import ConfigError
 from .models.registry import MODELS
@@ -43,7 +44,9 @@ class TrainConfig:
     aug_shift: float = 2.0        # augmentation strength: up to this many pixels of shift,
     aug_degrees: float = 10.0     # this many degrees of rotation,
     aug_scale: float = 0.1        # and this much zoom either way (data/augment.py random_affine)
-    tta: bool = False             # score the final model with test-time augmentation (inference.TTA_SHIFTS)
+    aug_flip: bool = False        # and mirror half the images left to right (clothes, not digits)
+    tta: bool = False             # score the final model with test-time augmentation (inference.TTA_SHIFTS; mirrored
+                                  # too with aug_flip)
     seed: int = 42                # seeds the weights, the data order and augmentation
     device: str = "auto"          # auto (cuda if present), cpu, cuda, cuda:1, ...
     data: str | None = None       # folder with the IDX files or image folders (default: the shipped MNIST)
@@ -102,15 +105,25 @@ class TrainConfig:
         return TrainConfig(**{**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
 
     @classmethod
-    def resolve(cls, config_file: str | Path | None = None, **flags) -> "TrainConfig":
-        """The config a command line asks for: TrainConfig's defaults, then the fields a TOML file sets, then every
-        flag that was given (None: not given)."""
+    def resolve(cls, config_file: str | Path | None = None, needs_learner: bool = False, **flags) -> "TrainConfig":
+        """The config a command line asks for: TrainConfig's defaults, then the default recipe of the data set it
+        names (data.catalogue.default_recipe: MNIST's and Fashion-MNIST's run on the fast engine), then the fields
+        a TOML file sets, then every flag that was given (None: not given).
+
+        The recipe's engine yields to the Learner when the rest asks for what only the Learner does: another
+        optimiser or schedule, or `needs_learner` (checkpoints, several processes)."""
         from_file = cls.read_toml(config_file) if config_file is not None else {}
         try:
             cls(**from_file)  # the file's own values first, so an error can name the file
         except ConfigError as e:
             raise ConfigError(f"{config_file}: {e}") from None
-        return cls(**{**from_file, **{k: v for k, v in flags.items() if v is not None}})
+        chosen = {**from_file, **{k: v for k, v in flags.items() if v is not None}}
+        recipe = default_recipe(chosen.get("data"), chosen.get("task", "digits"))
+        merged = {**recipe, **chosen}
+        learner_only = needs_learner or merged.get("opt", "sgd") != "sgd" or merged.get("schedule", "one_cycle") != "one_cycle"
+        if "engine" not in chosen and learner_only:
+            merged["engine"] = "learner"
+        return cls(**merged)
 
     def to_toml(self) -> str:
         """The config as a TOML file a user can commit and re-run (`digitlab train --config FILE`); fields that

@@ -38,9 +38,11 @@ def as_model_input(images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def logits(model: torch.nn.Module, images: torch.Tensor, bs: int = 1024, shift: tuple[int, int] = (0, 0),
-           autocast: Callable[[], contextlib.AbstractContextManager] | None = None) -> torch.Tensor:
-    """Scores (N, C) as float32 on the model's device, in eval mode (restored after), `bs` images at a time.
-    `autocast` makes the context each batch runs in (the fast path's bf16)."""
+           autocast: Callable[[], contextlib.AbstractContextManager] | None = None, mirror: bool = False
+           ) -> torch.Tensor:
+    """Scores (N, C) as float32 on the model's device, in eval mode (restored after), `bs` images at a time, of
+    the images moved by `shift` and, with `mirror`, flipped left to right. `autocast` makes the context each batch
+    runs in (the fast path's bf16)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -48,6 +50,8 @@ def logits(model: torch.nn.Module, images: torch.Tensor, bs: int = 1024, shift: 
     try:
         for i in range(0, len(images), bs):
             xb = shift_images(as_model_input(images[i:i + bs].to(device)), *shift)
+            if mirror:
+                xb = xb.flip(-1)
             with autocast() if autocast is not None else contextlib.nullcontext():
                 out.append(model(xb).float())
     finally:
@@ -56,11 +60,13 @@ def logits(model: torch.nn.Module, images: torch.Tensor, bs: int = 1024, shift: 
 
 
 def class_probs(model: torch.nn.Module, images: torch.Tensor, bs: int = 1024, tta: bool = False,
-                autocast: Callable[[], contextlib.AbstractContextManager] | None = None) -> torch.Tensor:
-    """Probabilities (N, C) on the CPU; with `tta`, the mean over TTA_SHIFTS."""
-    shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
-    total = sum(torch.softmax(logits(model, images, bs, s, autocast), dim=-1) for s in shifts)
-    return (total / len(shifts)).cpu()
+                autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+                mirror: bool = False) -> torch.Tensor:
+    """Probabilities (N, C) on the CPU; with `tta`, the mean over TTA_SHIFTS, and with `mirror` too (a model
+    trained on mirrored images, TrainConfig.aug_flip) over each shift's mirror image as well."""
+    views = [(s, m) for s in (TTA_SHIFTS if tta else TTA_SHIFTS[:1]) for m in ((False, True) if tta and mirror else (False,))]
+    total = sum(torch.softmax(logits(model, images, bs, s, autocast, m), dim=-1) for s, m in views)
+    return (total / len(views)).cpu()
 
 
 def ensemble_probs(members: Iterable[torch.Tensor]) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Named training recipes, as data: each is a TrainConfig (the fields that differ from its defaults) that either
 engine runs; and ensembles of fast recipes. What each recipe measured, on which hardware, is in docs/recipes.md
-and benchmarks/results/; `default` is TrainConfig's defaults, so plain `digitlab train` runs it.
+and benchmarks/results/; `default` is the data set's default recipe (data.catalogue), so plain `digitlab train`
+runs it.
 """
 
 from __future__ import annotations
@@ -24,15 +25,19 @@ class Recipe:
     name: str
     summary: str
     config: dict = field(default_factory=dict)   # TrainConfig fields that differ from its defaults
+    by_data_set: bool = False  # the data set's own default recipe (data.catalogue.default_recipe), as `train` runs
 
     def train_config(self, **overrides) -> TrainConfig:
         """The recipe's config; overrides that are not None replace its fields (seed, epochs, device, data)."""
+        if self.by_data_set:
+            return TrainConfig.resolve(None, **self.config, **overrides)
         return TrainConfig(**self.config).replace(**overrides)
 
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
-    Recipe("default", "fastcnn, 10 epochs, one-cycle SGD (Nesterov) lr 0.2, bs 256, wd 5e-4, label smoothing 0.1, "
-           "augmentation (TrainConfig's defaults), on the Learner engine"),
+    Recipe("default", "the data set's default recipe, as plain `digitlab train` runs it: for MNIST fastcnn, 20 "
+           "epochs on the fast engine, one-cycle SGD (Nesterov) lr 0.2, bs 256, wd 5e-4, label smoothing 0.1, "
+           "augmentation, test-time shifts; for Fashion-MNIST 30 epochs with mirror images", by_data_set=True),
     Recipe("best", "fastcnn_deep (two convs per size, 1.15M parameters), 30 epochs on the fast engine (bf16, CUDA "
            "graph and torch.compile on a GPU): a GPU recipe, hours on 2 CPU cores",
            dict(model="fastcnn_deep", epochs=30, compile=True, engine="fast", valid_size=0)),

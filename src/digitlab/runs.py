@@ -27,6 +27,7 @@ from .calibration import ECE_BINS, apply_temperature
 from .config import TrainConfig
 from .errors import ConfigError, DigitlabError
 from .interpret import Interpretation
+from .ood import for_record
 from .report import write_report
 from .train import distributed
 from .train.callback import Callback
@@ -54,6 +55,11 @@ def new_run_dir(root: str | Path = RUNS_ROOT, name: str | None = None, label: st
         except FileExistsError:
             continue
     raise DigitlabError(f"could not create a run folder under {root}: too many named {base}.")
+
+
+# The final scores a model file carries in its metadata (from the run's summary): a model card checks against them
+SCORE_KEYS = ("valid_accuracy", "valid_errors", "n_valid", "test_accuracy", "test_errors", "n_test", "ece",
+              "ece_calibrated", "nll", "nll_calibrated")
 
 
 def environment(device: torch.device | str | None = None) -> dict:
@@ -124,8 +130,10 @@ def record_run(result: TrainResult, run: Path, plots: bool = True, live: RunWrit
     meta = {"model": cfg.model, "classes": result.summary["classes"], "task": cfg.task,
             "accuracy": result.summary["accuracy"], "trained": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "epochs": result.summary["epochs_done"], "config": cfg.to_dict(),
-            "temperature": result.summary["temperature"], "dataset": dataset}  # calibrates predict's and serve's probabilities
-    save_model(result.model, run / MODEL_FILE, meta)
+            "temperature": result.summary["temperature"], "dataset": dataset,  # calibrates predict's and serve's probabilities
+            "scores": {k: result.summary.get(k) for k in SCORE_KEYS}}  # what a model card quotes
+    ood_meta, ood_stats = for_record(result.model, result.data)  # the "not a digit" detector (ood.py)
+    save_model(result.model, run / MODEL_FILE, {**meta, **ood_meta}, extra=ood_stats)
     write_json(run / "summary.json", result.summary)
     interp = None
     if result.data is not None and result.probs is not None:  # the final scoring pass, not a second one

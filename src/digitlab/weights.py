@@ -19,6 +19,7 @@ from .fileio import atomic_write
 from .models.registry import MODELS, build_model
 
 META_KEY = "digitlab"
+EXTRA_KEY = "extra_tensors"  # metadata: names of the file's tensors that are not the model's weights
 INPUT_SPEC = "float32 (N, 1, 28, 28) in [0, 1], bright ink on a dark background, digit centred by mass (as MNIST)"
 
 
@@ -26,10 +27,19 @@ class WeightsError(DigitlabError, ValueError):
     """A weights file is missing, not safetensors, or does not fit the architecture it names."""
 
 
-def save_model(model: nn.Module, path: str | Path, meta: dict) -> Path:
-    """Write the model's state as safetensors; `meta` must name `model` (registry name) and `classes`."""
+def save_model(model: nn.Module, path: str | Path, meta: dict, extra: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write the model's state as safetensors; `meta` must name `model` (registry name) and `classes`. `extra`
+    tensors (an out-of-distribution detector's statistics) go in the same file, their names listed in the
+    metadata's EXTRA_KEY so that loading the model skips them."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {**meta, "input": INPUT_SPEC}
+    extra = {k: v.detach().cpu().contiguous() for k, v in (extra or {}).items()}
+    clash = sorted(set(extra) & set(state))
+    if clash:
+        raise WeightsError(f"extra tensors {clash[:3]} have the names of the model's own weights.")
+    state.update(extra)
+    meta = {**{k: v for k, v in meta.items() if k != EXTRA_KEY}, "input": INPUT_SPEC}
+    if extra:
+        meta[EXTRA_KEY] = sorted(extra)
     return atomic_write(Path(path), lambda tmp: save_file(state, str(tmp), metadata={META_KEY: json.dumps(meta)}))
 
 
@@ -56,7 +66,15 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     """Rebuild the model named in the file's metadata and load its weights, strictly; eval mode."""
+    model, meta, _ = load_model_and_extras(path)
+    return model, meta
+
+
+def load_model_and_extras(path: str | Path) -> tuple[nn.Module, dict, dict[str, torch.Tensor]]:
+    """load_model, and the file's extra tensors (those save_model's `extra` wrote: a detector's statistics)."""
     tensors, meta = read_weights(path)
+    names = meta.get(EXTRA_KEY) or []
+    extras = {k: tensors.pop(k) for k in names if k in tensors}
     if meta["model"] not in MODELS:
         raise WeightsError(f"{path}: made for model {meta['model']!r}, which this digitlab does not know "
                            f"({', '.join(sorted(MODELS))}).")
@@ -75,4 +93,4 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     if bad:
         raise WeightsError(f"{path}: weights {bad[:3]} contain NaN or infinity; retrain or use another file.")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
-    return model.eval(), meta
+    return model.eval(), meta, extras

@@ -23,7 +23,8 @@ def train(
                                               "the share held out for validation, by a fixed seed. [default: 0.2]"),
     valid_size: Optional[int] = typer.Option(None, "--valid-size", help="IDX data sets: training images held out "
                                              "for validation (stratified, fixed); 0 trains on all. [default: 5000]"),
-    model: Optional[str] = typer.Option(None, help="Model name: linear, simple_net, mlp, cnn, ... [default: cnn]"),
+    model: Optional[str] = typer.Option(None, help="Model name: linear, simple_net, mlp, cnn, fastcnn, ... "
+                                        "[default: fastcnn]"),
     epochs: Optional[int] = typer.Option(None, help="Passes over the training set."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (one-cycle) or the constant rate."),
     bs: Optional[int] = typer.Option(None, help="Batch size."),
@@ -36,9 +37,10 @@ def train(
     seed: Optional[int] = typer.Option(None, help="Seed for weights, data order and augmentation."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
     engine: Optional[str] = typer.Option(None, help="learner (callbacks, checkpoints, resume, --nproc) or fast "
-                                         "(data on the device, CUDA graph; one-cycle SGD only). [default: learner]"),
+                                         "(data on the device, CUDA graph; one-cycle SGD only). [default: the data set's recipe: fast for "
+                                         "MNIST and Fashion-MNIST, else learner]"),
     tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Score the final model with test-time "
-                                       "augmentation (one-pixel shifts)."),
+                                       "augmentation (one-pixel shifts; mirror images too with aug_flip)."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML file of TrainConfig fields (a run's "
                                           "config.toml, `digitlab recipe NAME --print-config`); flags override it."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as TOML and exit."),
@@ -54,8 +56,8 @@ def train(
     data: Optional[Path] = DataOpt,
 ):
     """Train a model and write a run folder (config.json and config.toml, metrics, weights, plots, TensorBoard
-    events, report.html). Unset options take the --config file's fields, else the defaults of
-    digitlab.config.TrainConfig (the default recipe). On a terminal a bar shows each epoch's progress; piped
+    events, report.html). Unset options take the --config file's fields, else the data set's default recipe
+    (docs/recipes.md: MNIST's is 20 epochs of fastcnn on the fast engine), else TrainConfig's defaults. On a terminal a bar shows each epoch's progress; piped
     into a file, one plain line per epoch.
 
     Example: [bold]digitlab train --task digits --model cnn --epochs 3 --lr 0.05[/]
@@ -79,7 +81,7 @@ def train(
     given = dict(task=task, classes=classes, valid_pct=valid_pct, valid_size=valid_size, model=model, epochs=epochs,
                  lr=lr, bs=bs, opt=opt, mom=mom, wd=wd, schedule=schedule, label_smoothing=label_smoothing,
                  augment=augment, seed=seed, device=device, engine=engine, tta=tta, data=str(data) if data else None)
-    cfg = None if resume else TrainConfig.resolve(config, **given)
+    cfg = None if resume else TrainConfig.resolve(config, needs_learner=bool(checkpoint_every) or world()[1] > 1, **given)
     if print_config:
         print(cfg.to_toml() if cfg else Path(resume, "config.toml").read_text(), end="")
         return 0
@@ -140,13 +142,18 @@ def strip_option(argv: list[str], option: str) -> list[str]:
 def evaluate(run: Path = typer.Argument(..., help="A run folder or a .safetensors file."),
              uci_digits: bool = typer.Option(False, "--uci-digits", help="Score on the 1797 UCI handwritten digits "
                                              "(not MNIST; shipped inside scikit-learn) through predict's preprocessing."),
+             ood: Optional[Path] = typer.Option(None, "--ood", help="Images that are not the model's classes "
+                                                "(an IDX images file, a folder of IDX files, or a folder of "
+                                                "images): how well its detector tells them from its test images."),
              as_json: bool = typer.Option(False, "--json", help="Print JSON."),
              data: Optional[Path] = DataOpt):
     """Re-score a saved model on the test set of its task and data set (the folder in its config, or --data):
-    accuracy, loss, accuracy per class and the confusion matrix (rows actual, columns predicted).
+    accuracy, loss, accuracy per class and the confusion matrix (rows actual, columns predicted). With --ood:
+    its "not a digit" detector on those images against its test images (AUROC, FPR at 95% TPR, shares flagged).
 
     Example: [bold]digitlab evaluate runs/20261126-120000-digits-cnn[/]
     Example: [bold]digitlab evaluate runs/my-run --uci-digits[/]
+    Example: [bold]digitlab evaluate runs/my-run --ood /usr/share/datasets/fashion-mnist[/]
     Example: [bold]digitlab evaluate runs/fashion --data /usr/share/datasets/fashion-mnist[/]
     """
     from ..console import confusion_table, dict_table  # deferred: keeps --help fast
@@ -154,6 +161,8 @@ def evaluate(run: Path = typer.Argument(..., help="A run folder or a .safetensor
     from ..predict import Classifier  # deferred: keeps --help fast
 
     clf = Classifier.load(run)
+    if ood is not None:
+        return evaluate_ood_cmd(clf, ood, data, as_json)
     if uci_digits:
         return evaluate_uci(clf, as_json)
     task, task_data = model_task_data(clf, data)
@@ -178,17 +187,9 @@ def evaluate(run: Path = typer.Argument(..., help="A run folder or a .safetensor
 def model_task_data(clf, data: Optional[Path]):
     """(task, TaskData) a saved model was trained on: its own config's data folder, classes and splits (or --data
     for a data set that has moved); a model whose classes the data does not have is refused."""
-    from ..data.tasks import load_task, task_of  # deferred: keeps --help fast
+    from ..predict import task_data_for  # deferred: keeps --help fast
 
-    cfg = clf.meta.get("config") or {}
-    task = clf.meta.get("task") or task_of(clf.classes)
-    root = data if data is not None else cfg.get("data")
-    task_data = load_task(task, root, cfg.get("valid_size", 0), cfg.get("classes"), cfg.get("valid_pct"))
-    if list(task_data.classes) != list(clf.classes):
-        where = root or "the shipped MNIST"
-        raise DataError(f"the model's classes {clf.classes} are not those of the data in {where} "
-                        f"({list(task_data.classes)}); pass --data with the folder it was trained on.")
-    return task, task_data
+    return task_data_for(clf.meta, data)
 
 
 def evaluate_uci(clf, as_json: bool):
@@ -210,6 +211,50 @@ def evaluate_uci(clf, as_json: bool):
     out.print(f"UCI digits: accuracy {res['accuracy']:.4f} on {res['n']} images ({res['no_answer']} without an "
               f"answer)", highlight=False)
     out.print(dict_table(res["per_digit"], title="accuracy per digit"))
+
+
+def evaluate_ood_cmd(clf, source: Path, data: Optional[Path], as_json: bool) -> None:
+    """`evaluate --ood`: the detector's report, as JSON or in words."""
+    from ..predict import evaluate_ood  # deferred: keeps --help fast
+
+    r = evaluate_ood(clf, source, data)
+    if as_json:
+        print(json.dumps(r, indent=2))
+        return
+    what = "digits" if clf.digits else "images of its classes"
+    out.print(f"detector {r['detector']} (threshold {r['threshold']:.4g}, set to accept "
+              f"{r['detector_info'].get('accept', 0):.0%} of the {r['detector_info'].get('threshold_on')} split): "
+              f"{r['out']['n']} images from {r['out']['source']} against {r['n_in']} {r['in']['split']} {what}",
+              highlight=False)
+    blank = f" ({r['out']['blank']} blank images left out)" if r["out"]["blank"] else ""
+    out.print(f"AUROC {r['auroc']:.4f}; FPR at 95% TPR {r['fpr_at_95_tpr']:.2%}; flagged as not one of the "
+              f"classes: {r['out_flagged']:.2%} of those images{blank}, {r['in_flagged']:.2%} of the {r['in']['split']} "
+              f"{what}; accuracy of the accepted ones {r['accuracy_accepted']:.4f} (all: {r['accuracy_all']:.4f})",
+              highlight=False)
+
+
+@app.command("ood-fit")
+def ood_fit(run: Path = typer.Argument(..., help="A run folder or a .safetensors file."),
+            detector: str = typer.Option("mahalanobis", "--detector", help="mahalanobis (the default, chosen by "
+                                         "benchmarks/ood.py), energy_mahalanobis, knn, energy or msp."),
+            accept: float = typer.Option(0.99, "--accept", help="Share of validation digits the threshold accepts."),
+            dest: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the model with its detector here "
+                                                "(default: into the model file itself)."),
+            data: Optional[Path] = DataOpt):
+    """Add (or replace) the "not a digit" detector of a saved model: statistics fitted on its training split,
+    the threshold set on its validation split (a model trained without one: the fixed 5000-image split).
+    Runs trained since the detector exists already have one.
+
+    Example: [bold]digitlab ood-fit src/digitlab/pretrained/digits-cnn.safetensors[/]
+    Example: [bold]digitlab ood-fit runs/my-run --detector energy --accept 0.995[/]
+    """
+    from ..predict import attach_detector  # deferred: keeps --help fast
+
+    path, det = attach_detector(run, detector, accept, data, dest)
+    note = " (the model was trained on those images)" if det.info.get("valid_in_training") else ""
+    out.print(f"wrote {path}: detector {det.name}, threshold {det.threshold:.4g} accepting {accept:.1%} of "
+              f"{det.info['n_threshold']} {det.info['threshold_on']} images{note}; statistics from "
+              f"{det.info['n_fit']} training images", highlight=False)
 
 
 @app.command("runs")
@@ -284,19 +329,23 @@ def predict(run: Path = typer.Argument(..., help="A run folder or a .safetensors
         print(json.dumps([o.to_dict() for o in outcomes], indent=2))
     else:
         for o in outcomes:
-            out.print(describe(o.to_dict()), highlight=False)
+            out.print(describe(o.to_dict(), clf.digits), highlight=False)
     return 2 if any(o.error and not o.blank for o in outcomes) else 0
 
 
-def describe(r: dict) -> str:
+def describe(r: dict, digits: bool = True) -> str:
     """One line for one image: the label and the top probabilities, or why there is none."""
     if r.get("blank"):
         return f"{r['image']}: [yellow]blank[/] ({r['message']})"
     if r.get("error"):
         return f"{r['image']}: [red]error[/] {r['error']}"
     top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:3]
+    bars = ", ".join(f"{k}: {v:.3f}" for k, v in top)
+    if r.get("not_a_digit"):
+        what = "a digit" if digits else "any of the classes"
+        return f"{r['image']}: [yellow]not a digit[/]: that does not look like {what} (best guess {r['label']}: {bars})"
     note = "  [yellow]unsure: the model is guessing[/]" if r["unsure"] else ""
-    return f"{r['image']}: [bold]{r['label']}[/]  (" + ", ".join(f"{k}: {v:.3f}" for k, v in top) + ")" + note
+    return f"{r['image']}: [bold]{r['label']}[/]  ({bars})" + note
 
 
 @app.command("export")

@@ -31,14 +31,15 @@ class DataLoader:
         (validation, whose totals are summed across processes).
     device: where the whole data set is placed once, so that batching is a slice on that device.
     tfm: applied to each xb after batching (e.g. uint8 images to floats), so the stored data can stay compact.
+    allow_empty: accept no items (an empty loader yields no batches) instead of refusing them.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, bs: int = 64, shuffle: bool = False, seed: int = 0,
                  drop_last: bool = False, device: str | torch.device | None = None, rank: int = 0,
-                 world_size: int = 1, tfm=None, pad: bool = True):
+                 world_size: int = 1, tfm=None, pad: bool = True, allow_empty: bool = False):
         if len(x) != len(y):
             raise DataError(f"x has {len(x)} items but y has {len(y)}: they must match.")
-        if len(x) == 0:
+        if len(x) == 0 and not allow_empty:  # allowed: the validation loader of a run with no validation split
             raise DataError("the data set is empty: there is nothing to train or validate on.")
         if bs < 1:
             raise DataError(f"batch size must be at least 1, got {bs}.")

@@ -90,8 +90,9 @@ class BatchAugment(Callback):
     alone. The generator is seeded at the start of each fit, so the same seed gives the same augmented batches."""
     order = 1  # before the model sees the batch, after nothing else
 
-    def __init__(self, seed: int = 0, shift: float = 2.0, degrees: float = 10.0, scale: float = 0.1):
-        self.seed, self.shift, self.degrees, self.scale = seed, shift, degrees, scale
+    def __init__(self, seed: int = 0, shift: float = 2.0, degrees: float = 10.0, scale: float = 0.1,
+                 flip: bool = False):
+        self.seed, self.shift, self.degrees, self.scale, self.flip = seed, shift, degrees, scale, flip
         self.g, self.restored = torch.Generator().manual_seed(seed), False
 
     def before_fit(self, learn):
@@ -109,7 +110,7 @@ class BatchAugment(Callback):
 
     def before_batch(self, learn):
         if learn.training:
-            learn.xb = augment_batch(learn.xb, self.g, self.shift, self.degrees, self.scale)
+            learn.xb = augment_batch(learn.xb, self.g, self.shift, self.degrees, self.scale, self.flip)
 
 
 def current_lr(opt) -> float:

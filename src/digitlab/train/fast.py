@@ -147,7 +147,8 @@ class FastTrainer:
         x = to_input(self.x_train.index_select(0, order))
         if self.cfg.augment:
             g = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 7)
-            theta = random_affine(len(x), g, self.cfg.aug_shift, self.cfg.aug_degrees, self.cfg.aug_scale)
+            theta = random_affine(len(x), g, self.cfg.aug_shift, self.cfg.aug_degrees, self.cfg.aug_scale,
+                                  self.cfg.aug_flip)
             theta = self.upload(theta, ("theta", epoch))
             for i in range(0, len(x), AUG_CHUNK):
                 part = x[i:i + AUG_CHUNK]
@@ -263,7 +264,7 @@ class FastTrainer:
         """Class probabilities (on the CPU) of a split, optionally averaged over the TTA shifts; the validation
         split's images are already on the device, the test split's go up batch by batch when it is scored."""
         images = self.x_valid if split is self.data.valid else split.images
-        return inference.class_probs(self.model, images, EVAL_BS, tta, self.autocast)
+        return inference.class_probs(self.model, images, EVAL_BS, tta, self.autocast, self.cfg.aug_flip)
 
     def final_probs(self, tta: bool = False) -> torch.Tensor:
         """Class probabilities on the split a final score reads (the test split, else valid)."""

@@ -48,7 +48,7 @@ def build_dls(data: TaskData, cfg: TrainConfig, device: torch.device, rank: int 
         DataLoader(data.train.images, data.train.labels, cfg.bs // world_size, shuffle=True, seed=cfg.seed,
                    device=device, tfm=to_input, rank=rank, world_size=world_size),
         DataLoader(data.valid.images, data.valid.labels, VALID_BS, device=device, tfm=to_input, rank=rank,
-                   world_size=world_size, pad=False))
+                   world_size=world_size, pad=False, allow_empty=True))  # valid_size 0: fit skips validation
 
 
 def opt_func(cfg: TrainConfig):
@@ -69,7 +69,8 @@ def standard_callbacks(cfg: TrainConfig) -> list[Callback]:
     if cfg.schedule == "one_cycle":
         cbs.append(OneCycle(cfg.lr))
     if cfg.augment:
-        cbs.append(BatchAugment(seed=cfg.seed, shift=cfg.aug_shift, degrees=cfg.aug_degrees, scale=cfg.aug_scale))
+        cbs.append(BatchAugment(seed=cfg.seed, shift=cfg.aug_shift, degrees=cfg.aug_degrees, scale=cfg.aug_scale,
+                                flip=cfg.aug_flip))
     return cbs
 
 
@@ -139,7 +140,8 @@ def fit_learner(cfg: TrainConfig, cbs: Iterable[Callback], data: TaskData, run_d
         restore_weights(learn.model, ckpt)  # the last good weights, not the NaNs
     if learn.diverged is not None:
         learn.diverged["kept_checkpoint"] = kept
-    scores, probs = final_scores(lambda split: inference.class_probs(learn.model, split.images, VALID_BS, cfg.tta), data)
+    scores, probs = final_scores(lambda split: inference.class_probs(learn.model, split.images, VALID_BS, cfg.tta,
+                                                                        mirror=cfg.aug_flip), data)
     status = "diverged" if learn.diverged else "interrupted" if learn.interrupted else "finished"
     summary = summarize(cfg, learn.model, scores, rec.logs, seconds, device, data.classes, status, learn.diverged,
                         learn.interrupted)

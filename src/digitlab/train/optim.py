@@ -115,6 +115,10 @@ class SGD(Optimizer):
             group["mom"] = torch.tensor(float(group["mom"]), device=device)
             for p in group["params"]:  # mom * 0 + g = g: the same first step as torch's
                 self.state[p] = {"mom_buf": torch.zeros_like(p)}
+            # plain lists for the step: torch.compile traces attribute lists as the old TensorSGD did, with no
+            # lookups in a dict keyed by tensors (those broke CUDA-graph capture of the compiled step)
+            self.flat_params = list(group["params"])
+            self.bufs = [self.state[p]["mom_buf"] for p in self.flat_params]
 
     def step(self) -> None:
         if self.capturable:
@@ -138,9 +142,7 @@ class SGD(Optimizer):
     @torch.no_grad()
     def foreach_step(self) -> None:
         """The capturable update: every parameter at once, lr and mom read on the device."""
-        group = self.param_groups[0]
-        params = group["params"]
-        bufs = [self.state[p]["mom_buf"] for p in params]
+        group, params, bufs = self.param_groups[0], self.flat_params, self.bufs
         grads = [p.grad for p in params]
         if group["wd"]:
             grads = torch._foreach_add(grads, params, alpha=group["wd"])
@@ -153,6 +155,13 @@ class SGD(Optimizer):
             update = [b.clone() for b in bufs]
         torch._foreach_mul_(update, group["lr"])
         torch._foreach_sub_(params, update)
+
+    def load_state_dict(self, sd: dict) -> None:
+        super().load_state_dict(sd)
+        if self.capturable:  # the step's buffers stay the same tensors (a captured graph holds them): copy in
+            for p, buf in zip(self.flat_params, self.bufs):
+                buf.copy_(self.state[p]["mom_buf"])
+                self.state[p]["mom_buf"] = buf
 
     def reset(self) -> None:
         """Forget the momentum, in place (a new run with the same tensors, under the same captured graph)."""

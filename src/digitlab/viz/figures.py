@@ -117,9 +117,12 @@ def curves_figure(logs: Sequence[dict], batch_losses: Sequence[float] = (), metr
     ax_loss.legend()
     ax_loss.grid(alpha=0.3)
     metric = metric or next((k for k in (logs[0] if logs else {}) if k not in ("epoch", "train_loss", "valid_loss", "time")), None)
-    if metric:
+    if metric and logs and all(metric in log for log in logs):
         ax_metric.plot(epochs, [log[metric] for log in logs], marker=".", color="C2")
         ax_metric.set_ylabel(metric)
+    elif metric:  # a run with no validation split measures nothing per epoch
+        ax_metric.text(0.5, 0.5, f"no per-epoch {metric}: no validation split", ha="center", va="center",
+                       transform=ax_metric.transAxes)
     ax_metric.set_xlabel("epoch")
     ax_metric.grid(alpha=0.3)
     return fig

@@ -15,6 +15,7 @@ const bars = document.getElementById("bars");
 const result = document.querySelector(".result");
 
 let classes = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+let digits = true;         // a model of digits (its classes are 0..9), or of named classes
 let drawing = null;        // the pointer id of the stroke in progress
 let last = null;           // the last point of that stroke
 let dirty = false;         // anything on the canvas?
@@ -177,10 +178,18 @@ async function send(blob, name) {
 function show(r) {
   const probs = classes.map((c) => r.probabilities[String(c)] || 0);
   const top = probs.indexOf(Math.max(...probs));
-  label.textContent = String(r.label);
-  label.dataset.state = "ok";
-  confidence.textContent = `${(100 * probs[top]).toFixed(1)}% sure`;
-  say(probs[top] < 0.6 ? "Not sure: the bars show what else it might be." : "");
+  if (r.not_a_digit) {
+    // the model's detector: this is none of its classes; the bars still show what the model would have said
+    label.textContent = digits ? "that does not look like a digit" : "that does not look like any of the classes";
+    label.dataset.state = "not-digit";
+    confidence.textContent = "";
+    say(`If it were one, the model would say ${r.label} (${(100 * probs[top]).toFixed(1)}%).`);
+  } else {
+    label.textContent = String(r.label);
+    label.dataset.state = "ok";
+    confidence.textContent = `${(100 * probs[top]).toFixed(1)}% sure`;
+    say(probs[top] < 0.6 ? "Not sure: the bars show what else it might be." : "");
+  }
   result.classList.remove("dim");
   [...bars.children].forEach((li, i) => {
     li.classList.toggle("top", i === top);
@@ -216,6 +225,7 @@ async function loadModelCard() {
   try {
     const m = await (await fetch("/api/model")).json();
     classes = m.classes;
+    digits = classes.every((c) => Number.isInteger(c));
     const acc = m.test_accuracy == null ? "test accuracy unknown" : `test accuracy ${(100 * m.test_accuracy).toFixed(2)}%`;
     const when = m.trained ? `, trained ${m.trained.replace("T", " ")}` : "";
     info.textContent = `Model: ${m.architecture} (${m.parameters.toLocaleString()} parameters), ${acc}${when}. ` +

@@ -1,0 +1,65 @@
+"""The shipped model's card (src/digitlab/pretrained/README.md) says what the file is: every figure in its table is
+checked against the file's own metadata, the UCI figure by scoring the UCI digits again, and the bars of issue 18
+(test accuracy at least 99.5%, calibrated test ECE at most 1%, UCI digits above 0.8703) against those figures."""
+
+import re
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from digitlab.data.uci import uci_digits
+from digitlab.models.layers import n_params
+from digitlab.predict import Classifier, accuracy_on
+from digitlab.weights import load_model, read_weights
+
+PRETRAINED = resources.files("digitlab") / "pretrained"
+
+
+@pytest.fixture(scope="module")
+def card() -> dict[str, str]:
+    """The card's figure table: first column -> second column."""
+    rows = re.findall(r"^\| ([^|]+?) \| ([^|]+?) \|$", (PRETRAINED / "README.md").read_text(), re.M)
+    return {k: v for k, v in rows if k not in ("figure", "---")}
+
+
+@pytest.fixture(scope="module")
+def meta() -> dict:
+    return read_weights(PRETRAINED / "digits-cnn.safetensors")[1]
+
+
+def number(text: str) -> float:
+    return float(re.match(r"[-\d.]+", text.strip()).group())
+
+
+def test_the_cards_figures_are_the_files_metadata(card, meta):
+    cfg, scores = meta["config"], meta["scores"]
+    assert card["model"] == f"`{meta['model']}`" and number(card["seed"]) == cfg["seed"]
+    assert number(card["parameters"]) == n_params(load_model(PRETRAINED / "digits-cnn.safetensors")[0])
+    assert number(card["epochs"]) == meta["epochs"] == cfg["epochs"] and card["engine"] == cfg["engine"]
+    assert number(card["validation images (held out of training)"]) == cfg["valid_size"] == scores["n_valid"]
+    assert number(card["validation accuracy"]) == pytest.approx(scores["valid_accuracy"], abs=5e-5)
+    assert number(card["test accuracy"]) == pytest.approx(scores["test_accuracy"], abs=5e-5)
+    assert f"{scores['test_errors']} errors in {scores['n_test']}" in card["test accuracy"]
+    before, after = (number(x) / 100 for x in card["test ECE, 15 bins: before / after the temperature"].split("/"))
+    assert before == pytest.approx(scores["ece"], abs=5e-5) and after == pytest.approx(scores["ece_calibrated"], abs=5e-5)
+    assert number(card["temperature"]) == pytest.approx(meta["temperature"], abs=5e-5)
+    detector, threshold = card["not-a-digit detector"].split(", threshold ")
+    assert detector == meta["ood"]["detector"] and number(threshold) == pytest.approx(meta["ood"]["threshold"], abs=0.05)
+    assert f"{meta['ood']['accept']:.0%} of the validation digits" in card["not-a-digit detector"]
+
+
+def test_the_shipped_model_meets_its_bars(card, meta):
+    assert meta["scores"]["test_accuracy"] >= 0.995
+    assert meta["scores"]["ece_calibrated"] <= 0.01 and meta["scores"]["ece_calibrated"] < meta["scores"]["ece"]
+    assert number(card["UCI digits accuracy"]) > 0.8703
+
+
+@pytest.mark.slow
+def test_the_cards_uci_figure_is_what_the_model_scores():
+    clf = Classifier.load(PRETRAINED / "digits-cnn.safetensors")
+    images, labels = uci_digits()
+    res = accuracy_on(clf, list(images), labels)
+    card_rows = dict(re.findall(r"^\| ([^|]+?) \| ([^|]+?) \|$", (PRETRAINED / "README.md").read_text(), re.M))
+    assert number(card_rows["UCI digits accuracy"]) == pytest.approx(res["accuracy"], abs=5e-5)
+    assert f"{res['n']} images" in card_rows["UCI digits accuracy"] and len(np.unique(labels)) == 10
