@@ -49,10 +49,7 @@ def test_draw_a_seven_in_chromium(tmp_path, record_property):
     proc, url = start(tmp_path=tmp_path)
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 900, "height": 640})
-            page.goto(url + "/")
-            page.wait_for_function("document.getElementById('model-info').textContent.includes('accuracy')")
+            browser, page = open_page(pw, url)
             stroke = drawer(page)
             stroke([(70, 60), (210, 60)])      # the 7's bar
             stroke([(210, 60), (130, 240)])    # its stem
@@ -71,6 +68,15 @@ def test_draw_a_seven_in_chromium(tmp_path, record_property):
             browser.close()
     finally:
         stop(proc)
+
+
+def open_page(pw, url: str):
+    """(browser, page): chromium on the server's page, once it has shown the model's accuracy."""
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    page = browser.new_page(viewport={"width": 900, "height": 640})
+    page.goto(url + "/")
+    page.wait_for_function("document.getElementById('model-info').textContent.includes('accuracy')")
+    return browser, page
 
 
 def drawer(page):
@@ -95,10 +101,7 @@ def test_a_square_is_not_a_digit_and_a_seven_is_a_seven(tmp_path, record_propert
     proc, url = start(detector_model(tmp_path / "run"), tmp_path=tmp_path)
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 900, "height": 640})
-            page.goto(url + "/")
-            page.wait_for_function("document.getElementById('model-info').textContent.includes('accuracy')")
+            browser, page = open_page(pw, url)
             stroke = drawer(page)
             answered = "#label[data-state=ok], #label[data-state=not-digit]"  # an answer, either way
             stroke([(60, 60), (220, 60), (220, 220), (60, 220), (60, 60)])  # a square, one stroke round

@@ -65,6 +65,10 @@ class Detector:
             return torch.zeros(len(scores), dtype=torch.bool)
         return scores > self.threshold
 
+    def flags(self, score: float) -> bool:
+        """`flag` for one plain score (the web API's hot path: no tensor made)."""
+        return self.threshold is not None and score > self.threshold
+
     @property
     def needs_features(self) -> bool:
         return self.name not in ("msp", "energy")

@@ -37,8 +37,8 @@ def train(
     seed: Optional[int] = typer.Option(None, help="Seed for weights, data order and augmentation."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
     engine: Optional[str] = typer.Option(None, help="learner (callbacks, checkpoints, resume, --nproc) or fast "
-                                         "(data on the device, CUDA graph; one-cycle SGD only). [default: the data set's recipe: fast for "
-                                         "MNIST and Fashion-MNIST, else learner]"),
+                                         "(data on the device, CUDA graph; one-cycle SGD only). [default: the "
+                                         "data set's recipe: fast for MNIST and Fashion-MNIST, else learner]"),
     tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Score the final model with test-time "
                                        "augmentation (one-pixel shifts; mirror images too with aug_flip)."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML file of TrainConfig fields (a run's "
@@ -57,8 +57,8 @@ def train(
 ):
     """Train a model and write a run folder (config.json and config.toml, metrics, weights, plots, TensorBoard
     events, report.html). Unset options take the --config file's fields, else the data set's default recipe
-    (docs/recipes.md: MNIST's is 20 epochs of fastcnn on the fast engine), else TrainConfig's defaults. On a terminal a bar shows each epoch's progress; piped
-    into a file, one plain line per epoch.
+    (docs/recipes.md: MNIST's is 20 epochs of fastcnn on the fast engine), else TrainConfig's defaults. On a
+    terminal a bar shows each epoch's progress; piped into a file, one plain line per epoch.
 
     Example: [bold]digitlab train --task digits --model cnn --epochs 3 --lr 0.05[/]
     Example: [bold]digitlab train --config runs/my-run/config.toml --seed 2[/]
@@ -81,7 +81,8 @@ def train(
     given = dict(task=task, classes=classes, valid_pct=valid_pct, valid_size=valid_size, model=model, epochs=epochs,
                  lr=lr, bs=bs, opt=opt, mom=mom, wd=wd, schedule=schedule, label_smoothing=label_smoothing,
                  augment=augment, seed=seed, device=device, engine=engine, tta=tta, data=str(data) if data else None)
-    cfg = None if resume else TrainConfig.resolve(config, needs_learner=bool(checkpoint_every) or world()[1] > 1, **given)
+    needs_learner = bool(checkpoint_every) or world()[1] > 1  # only the Learner checkpoints and shards
+    cfg = None if resume else TrainConfig.resolve(config, needs_learner=needs_learner, **given)
     if print_config:
         print(cfg.to_toml() if cfg else Path(resume, "config.toml").read_text(), end="")
         return 0
