@@ -2,7 +2,7 @@
 CUDA graph, and if not, where does it break? Each variant in its own process (a failed capture can leave the
 CUDA context unusable): the code as it is, with TORCH_LOGS of recompiles and graph breaks; without the model's
 Normalize layer; with only the forward compiled. It stops at the first variant that trains. Written for the
-seventh session's regression (benchmarks/NOTES.md): the first variant passed once the SGD step read plain lists."""
+eighth session's regression (benchmarks/NOTES.md): the first variant passed once the SGD step read plain lists."""
 import os, subprocess, sys, time
 VARIANT = os.environ.get("DIAG_VARIANT")
 if VARIANT:
