@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_idx import copy_mnist
 from test_serve import start, stop
 
 from digitlab.config import TrainConfig
@@ -66,13 +67,6 @@ def test_classes_picks_a_subset_by_name_or_number(fashion):
     assert parse_classes("Ankle boot,7") == ("Ankle boot", 7)
     with pytest.raises(ConfigError, match="at least two"):
         TrainConfig(classes="Bag")
-
-
-def copy_mnist(dest):
-    dest.mkdir()
-    for f in SHIPPED_DATA.glob("*.gz"):
-        shutil.copy(f, dest / f.name)
-    return dest
 
 
 def test_a_corrupt_mnist_file_is_still_refused_with_mnists_message(tmp_path, isolated_cache):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 import torch
 import torch.nn.functional as F
 
-from .data.tasks import to_input
+from .data.tasks import as_model_input
 
 # The image itself and fixed one-pixel shifts (training shifts are up to 2 pixels); their mean is the TTA answer.
 TTA_SHIFTS: tuple[tuple[int, int], ...] = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
@@ -27,13 +27,6 @@ def shift_images(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     padded = F.pad(x, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)))  # (left, right, top, bottom)
     top, left = max(-dy, 0), max(-dx, 0)
     return padded[..., top:top + h, left:left + w]
-
-
-def as_model_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 28, 28) or float (N, 28, 28) in [0, 1] -> float (N, 1, 28, 28) in [0, 1]."""
-    if images.dtype == torch.uint8:
-        return to_input(images)
-    return (images.unsqueeze(1) if images.dim() == 3 else images).float()
 
 
 @torch.no_grad()

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .data.mnist import Split
-from .data.tasks import TaskData
+from .data.tasks import TaskData, as_model_input
 from .errors import DigitlabError
 
 DETECTORS = ("msp", "energy", "mahalanobis", "knn", "energy_mahalanobis")
@@ -146,9 +146,7 @@ def logits_and_features(body: nn.Module | None, head: nn.Module, images: torch.T
     device = next(head.parameters()).device
     logits, feats = [], []
     for i in range(0, len(images), bs):
-        xb = images[i:i + bs].to(device)
-        xb = xb.float().div(255) if xb.dtype == torch.uint8 else xb.float()
-        xb = xb.unsqueeze(1) if xb.dim() == 3 else xb
+        xb = as_model_input(images[i:i + bs].to(device))
         f = body(xb).flatten(1) if body is not None else xb
         logits.append(head(f).float().cpu())
         if body is not None:

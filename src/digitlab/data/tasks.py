@@ -162,3 +162,11 @@ def load_task(task: str = "digits", root: str | Path | None = None, valid_size: 
 def to_input(xb: torch.Tensor) -> torch.Tensor:
     """uint8 images (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1]: what every image model takes."""
     return xb.unsqueeze(1).float().div_(255)
+
+
+def as_model_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 28, 28) or float (N, 28, 28) in [0, 1] (as data.images prepares pictures) -> float (N, 1, 28,
+    28) in [0, 1]; (N, 1, 28, 28) floats pass as they are."""
+    if images.dtype == torch.uint8:
+        return to_input(images)
+    return (images.unsqueeze(1) if images.dim() == 3 else images).float()
