@@ -8,6 +8,14 @@ import pytest
 import torch
 
 from digitlab.data import load_mnist
+from digitlab.hardware import describe_machine
+
+
+def pytest_report_header(config):
+    """The machine class at the top of every run: tolerances and timings hold per class (AVX2, AVX-512, AMX)."""
+    m = describe_machine("cpu")
+    return (f"digitlab machine: {m['cpu_model']}; CPU capability {m['cpu_capability']}, native bf16 "
+            f"{m['cpu_native_bf16']}, {m['threads']} threads; precision auto -> {m['precision']} ({m['precision_reason']})")
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +35,11 @@ def isolated_cache(tmp_path, monkeypatch):
     """A fresh digitlab cache, so checksum checks really run."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+# A hang guard for real processes, not a time bar: tests never assert wall-clock time (a slower CPU is no bug),
+# but a process that hangs must still end the test. Generous enough for an AVX2-only 2-core machine.
+HANG_S = 1800
 
 
 def run_env(tmp_path=None) -> dict:

@@ -4,11 +4,11 @@ that has a "not a digit" detector, a square is answered as not a digit, then a 7
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
 
+from ci_mode import missing
 from test_serve import detector_model, start, stop
 
 CHROMIUM = "/usr/bin/chromium"
@@ -16,19 +16,10 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 
 
-def under_ci() -> bool:
-    """CI sets CI=true; there `make test` has installed the browser, so a missing one is a failure."""
-    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
-
-
 def require_chromium() -> None:
-    """Skip on a developer's machine without the browser; fail under CI, where its absence is a broken set-up."""
-    if shutil.which(CHROMIUM):
-        return
-    message = f"needs Debian's chromium at {CHROMIUM} (make browser)"
-    if under_ci():
-        pytest.fail(f"{message}; CI installs it, so its absence is an error here")
-    pytest.skip(message)
+    """Skip on a developer's machine without the browser; fail under CI (ci_mode's one rule for reading CI)."""
+    if not shutil.which(CHROMIUM):
+        missing(f"needs Debian's chromium at {CHROMIUM} (make browser)")
 
 
 def test_a_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch):

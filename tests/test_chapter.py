@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import HANG_S
+
 from digitlab.chapter.by_hand import calc_grad, validate_epoch
 from digitlab.chapter.calculus import RollerCoaster, gradient_at
 from digitlab.chapter.reproduce import EXTRA_STAGES, STAGES, fork_stage, join_stage, run_stages, table_rows
@@ -116,7 +118,7 @@ print("ok")
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and uses prctl")
 def test_plotter_workers_share_one_start_and_none_is_left_behind(tmp_path):
     proc = subprocess.run([sys.executable, "-c", PLOTTER_PROCESSES, str(tmp_path)], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=HANG_S)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f0.png", "f1.png", "f2.png", "f3.png"]
 

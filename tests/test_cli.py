@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import run_env
+from conftest import HANG_S, run_env
 
 # the console script installed beside this Python, as a user's shell finds it; where the package is only on
 # PYTHONPATH (the GPU machine runs the tests from a bare checkout), `python -m digitlab`, the same entry point
@@ -20,9 +20,11 @@ ENTRY = Path(sys.executable).parent / "digitlab"
 DIGITLAB = str(ENTRY) if ENTRY.exists() else shutil.which("digitlab") or f"{sys.executable} -m digitlab"
 
 
-def digitlab(*args, cwd=None, tmp_path=None, check=True):
+def digitlab(*args, cwd=None, tmp_path=None, check=True, env=None):
+    """The command in a real process; `env` adds variables to the test environment."""
     cmd = DIGITLAB.split() + [str(a) for a in args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=run_env(tmp_path), timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**run_env(tmp_path), **(env or {})},
+                          timeout=HANG_S)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -70,12 +72,12 @@ def test_the_console_script_exits_quickly_without_losing_output_or_the_exit_stat
     proc = digitlab("reproduce", "--stage", "pixel_similarity", "--out", tmp_path, "--no-plots", "--json")
     assert json.loads(proc.stdout)["stages"][0]["accuracy"] == 0.9511
     module = subprocess.run([sys.executable, "-m", "digitlab", "show", "0"], capture_output=True, text=True,
-                            env=run_env(None), timeout=120)
+                            env=run_env(None), timeout=HANG_S)
     lines = module.stdout.splitlines()
     assert module.returncode == 0, module.stderr
     assert lines[0].startswith("train image 0: label 5, rows 4-14") and lines[-1].split()[0] == "14"  # every row
     bad = subprocess.run([sys.executable, "-m", "digitlab", "show", "99999"], capture_output=True, text=True,
-                         env=run_env(None), timeout=120)
+                         env=run_env(None), timeout=HANG_S)
     assert bad.returncode == 2 and "out of range" in bad.stderr
 
 

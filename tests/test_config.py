@@ -30,7 +30,7 @@ REFUSED = [
     ({"aug_shift": -1.0}, "aug_shift, aug_degrees and aug_scale are strengths"),
     ({"valid_size": -1}, "valid_size must be 0 or more, got -1."),
     ({"engine": "turbo"}, "engine must be one of learner, fast, got 'turbo'."),
-    ({"precision": "fp8"}, "precision must be bf16 or fp32, got 'fp8'."),
+    ({"precision": "fp8"}, "precision must be one of auto, bf16, fp16, fp32, got 'fp8'."),
     ({"engine": "fast", "opt": "adam"}, "the fast engine trains with one-cycle SGD"),
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
-from conftest import run_env
+from conftest import HANG_S, run_env
 from digitlab.config import TrainConfig
 from digitlab.errors import ConfigError
 from digitlab.recipes import RECIPES
@@ -25,7 +26,7 @@ SMALL = ["--task", "3v7", "--model", "linear", "--epochs", "2", "--lr", "0.1", "
 def digitlab(*args, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "digitlab"
     proc = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env=env or run_env(cwd), timeout=300)
+                          env=env or run_env(cwd), timeout=HANG_S)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -129,9 +130,22 @@ def test_compare_lists_config_differences_and_final_metrics(three_runs, trained)
                     trained / "cmp.html", "--json", cwd=trained)
     res = json.loads(proc.stdout)
     assert res["differences"] == {"epochs": [2, 2, 3], "seed": [42, 42, 1]}
-    assert [m["accuracy"] for m in res["metrics"]][0] == res["metrics"][1]["accuracy"]  # the reproduced run
-    text = digitlab("runs", "--compare", str(trained / "runs" / "*"), "--html", trained / "all.html", cwd=trained)
-    assert "config differences" in text.stdout and "seed1" in text.stdout and "all.html" in text.stdout
+    own = [json.loads((run / "summary.json").read_text()) for run in three_runs]
+    assert own[0]["accuracy"] != own[2]["accuracy"]  # two different runs, so a page of one run's figures shows
+    for run, m, s in zip(three_runs, res["metrics"], own):  # each run's own final metrics and curves
+        assert m["run"] == str(run) and {k: m[k] for k in ("accuracy", "errors", "epochs_done")} == \
+            {k: s[k] for k in ("accuracy", "errors", "epochs_done")}, run.name
+        assert res["histories"][str(run)] == json.loads((run / "metrics.json").read_text()), run.name
+    page = (trained / "cmp.html").read_text()
+    metrics_table = page[page.index("<h2>Final metrics</h2>"):page.index("<h2>Learning curves</h2>")]
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td>", metrics_table)  # run name, accuracy
+    assert rows == [(run.name, f"{s['accuracy']:.4f}") for run, s in zip(three_runs, own)]
+    text = digitlab("runs", "--compare", *three_runs, "--html", trained / "all.html", cwd=trained)
+    assert "config differences" in text.stdout and "all.html" in text.stdout
+    final = text.stdout[text.stdout.index("final metrics"):]
+    cells = [[c.strip() for c in re.split(r"[│┃|]", line) if c.strip()] for line in final.splitlines()]
+    shown = {c[0]: c[1] for c in cells if len(c) > 1 and c[0] in ("flags", "seed1")}  # run: accuracy column
+    assert shown == {"flags": f"{own[0]['accuracy']:.4f}", "seed1": f"{own[2]['accuracy']:.4f}"}, final
     bad = digitlab("runs", "--compare", three_runs[0], cwd=trained, check=False)
     assert bad.returncode == 2 and "at least two runs" in bad.stderr
 

@@ -13,18 +13,24 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_env
+from conftest import HANG_S, run_env
 from test_cli import DIGITLAB, digitlab
 
 from digitlab.data.loader import DataLoader
 from digitlab.train.checkpoint import load_checkpoint
 from digitlab.weights import load_model
 
-COMMON = ["--task", "3v7", "--epochs", "1", "--bs", "128", "--lr", "0.01", "--no-augment", "--seed", "5", "-q"]
+# fp32 on every machine: what is compared is data-parallel arithmetic, not a precision (auto would pick bf16 on
+# some CPUs and fp32 on others)
+COMMON = ["--task", "3v7", "--epochs", "1", "--bs", "128", "--lr", "0.01", "--no-augment", "--seed", "5", "-q",
+          "--precision", "fp32"]
 # Stated tolerance: identical arithmetic but for the order of floating-point sums across processes. After one
 # epoch (97 steps) the linear model agrees to 1e-5; the CNN, whose synchronised BatchNorm divides by batch
-# statistics, to 0.05 (measured 0.017) with the same accuracy.
-TOLERANCE = {"linear": 1e-5, "cnn": 0.05}
+# statistics, drifts further, and how far depends on the CPU's kernels: the largest weight difference measured
+# 0.0168 on an AVX-512 EPYC and 0.0527 on AVX2 (an AVX2-only EPYC, and the same EPYC run with
+# ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 gave the same 0.0527). A real difference is far larger: the
+# same run with the learning rate 5% higher differs by 0.306 (AVX-512) / 0.334 (AVX2). 0.1 sits between.
+TOLERANCE = {"linear": 1e-5, "cnn": 0.1}
 
 
 @pytest.mark.slow
@@ -57,13 +63,13 @@ def children(pid: int) -> list[int]:
 
 @pytest.mark.slow
 def test_killing_one_rank_ends_the_job_and_the_checkpoint_resumes(tmp_path):
-    args = ["--task", "3v7", "--model", "cnn", "--epochs", "2", "--bs", "64", "--lr", "0.01", "--no-augment",
+    args = ["--task", "3v7", "--model", "cnn", "--epochs", "2", "--bs", "64", "--lr", "0.01", "--no-augment", "--precision", "fp32",
             "--checkpoint-every", "10", "-q", "--runs", str(tmp_path), "--name", "job", "--nproc", "2"]
     env = {**run_env(), "DIGITLAB_DIST_TIMEOUT": "30"}
     proc = subprocess.Popen(DIGITLAB.split() + ["train", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, start_new_session=True)
     ckpt = tmp_path / "job" / "checkpoint.safetensors"
-    deadline = time.time() + 120
+    deadline = time.time() + HANG_S
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
     assert ckpt.exists(), proc.communicate()
@@ -71,13 +77,12 @@ def test_killing_one_rank_ends_the_job_and_the_checkpoint_resumes(tmp_path):
     workers = [w for a in agent for w in children(a)] or agent
     assert len(workers) >= 2, (agent, workers)
     os.kill(workers[-1], signal.SIGKILL)
-    start = time.time()
     try:
-        proc.communicate(timeout=90)
+        proc.communicate(timeout=HANG_S)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("the job hung after a rank died")
-    assert proc.returncode != 0 and time.time() - start < 90
+    assert proc.returncode != 0  # ended by itself, well inside the hang guard (DIGITLAB_DIST_TIMEOUT=30)
     _, meta = load_checkpoint(ckpt)  # whole, and some way into the first epoch
     assert meta["position"]["epoch"] > 0 or meta["position"]["iter"] >= 10, meta["position"]
     digitlab("train", "--resume", tmp_path / "job", "-q")  # one process, same global batch

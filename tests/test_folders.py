@@ -1,7 +1,6 @@
 """Image folders: the book's export read back identically; ImageFolder's layout with any class names, any size and
 colour; the decoded cache; and a one-line error naming the file or folder for each kind of bad input."""
 
-import time
 
 import pytest
 import torch
@@ -75,9 +74,8 @@ def test_a_single_folder_is_split_by_a_seeded_valid_pct(tmp_path, isolated_cache
 def test_decoded_once_then_loaded_from_the_cache_until_the_folder_changes(tmp_path, isolated_cache):
     root = make_dataset(tmp_path / "ds", per_class=20)
     first = load_image_folders(root)
-    start = time.perf_counter()
     second = load_image_folders(root)
-    assert second.cached and not first.cached and time.perf_counter() - start < 0.5
+    assert second.cached and not first.cached  # read from the cache, not decoded again (no time bar: see conftest)
     assert torch.equal(first.splits["train"].images, second.splits["train"].images)
     Image.new("L", (28, 28), 99).save(root / "train" / "cat" / "new.png")
     third = load_image_folders(root)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import HANG_S
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "src" / "digitlab").rglob("*.py"))
 
@@ -45,5 +47,5 @@ def test_layers_contract_holds():
     exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     if exe is None:
         pytest.fail("lint-imports is missing: `pip install -e .[test]` installs import-linter.")
-    proc = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=HANG_S)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

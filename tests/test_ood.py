@@ -5,7 +5,7 @@ one, and `digitlab evaluate --ood` / `ood-fit` / `predict` as a user runs them."
 from __future__ import annotations
 
 import json
-import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +16,9 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from conftest import run_env
+from benchmarks.ood import BARS
+from ci_mode import missing
+from conftest import HANG_S, run_env
 from digitlab import ood
 from digitlab.data.idx import read_idx
 from digitlab.data.mnist import Split
@@ -26,22 +28,26 @@ from digitlab.predict import Classifier, attach_detector
 from digitlab.weights import load_model, load_model_and_extras, read_weights, save_model
 from test_validation import Poisoned
 
-SHIPPED = Path(__file__).resolve().parent.parent / "src" / "digitlab" / "pretrained" / "digits-cnn.safetensors"
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "src" / "digitlab" / "pretrained" / "digits-cnn.safetensors"
+RECORD = ROOT / "benchmarks" / "results" / "ood.json"   # python -m benchmarks.ood on the shipped model
 FASHION = Path("/usr/share/datasets/fashion-mnist")
-
-
-def under_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
 def fashion_images(n: int | None = None) -> torch.Tensor:
     """Fashion-MNIST test images (uint8), installed by the set-up (Debian's dataset-fashion-mnist)."""
     path = FASHION / "t10k-images-idx3-ubyte.gz"
     if not path.is_file():
-        if under_ci():
-            pytest.fail(f"{path} is missing; CI installs dataset-fashion-mnist, so this is a broken set-up")
-        pytest.skip(f"needs Fashion-MNIST at {FASHION} (apt install dataset-fashion-mnist)")
+        missing(f"needs Fashion-MNIST at {FASHION} (apt install dataset-fashion-mnist)")
     return read_idx(path)[:n]
+
+
+def recorded_row() -> dict:
+    """The row of results/ood.json for the shipped file's own detector, which must be the one it measured."""
+    rec, meta = json.loads(RECORD.read_text()), read_weights(SHIPPED)[1]["ood"]
+    row = next(r for r in rec["detectors"] if r["detector"] == meta["detector"])
+    assert Path(rec["model"]).name == SHIPPED.name and row["threshold"] == meta["threshold"], "re-run benchmarks.ood"
+    return row
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +100,9 @@ def test_auroc_and_fpr_by_hand():
     assert ood.fpr_at_tpr(torch.arange(100.0), torch.tensor([50.0, 99.0, 200.0]), 0.95) == pytest.approx(1 / 3)
 
 
-def test_the_threshold_accepts_the_chosen_share_of_validation_and_never_reads_the_test_split(task):
-    """The test split is poisoned: any use of it raises. The threshold then accepts 99% of validation digits."""
+def test_the_threshold_accepts_the_chosen_share_of_new_digits_and_never_reads_the_test_split(task):
+    """The test split is poisoned: any use of it raises. The threshold, set on 1000 validation digits, then
+    flags at most 1% (the bar) of the other 4000, which neither the model nor the threshold has seen."""
     model, _ = load_model(SHIPPED)
     test = Split(task.test.images[:100].as_subclass(Poisoned), task.test.labels[:100].as_subclass(Poisoned))
     data = TaskData(task.train, task.valid, task.classes, test)
@@ -106,8 +113,9 @@ def test_the_threshold_accepts_the_chosen_share_of_validation_and_never_reads_th
     assert detector.info == {"accept": 0.99, "threshold_on": "valid", "n_threshold": 1000, "fitted_on": "train",
                              "n_fit": 2000}
     body, head = ood.split_head(model)
-    valid_scores = detector.score(*ood.logits_and_features(body, head, task.valid.images))
-    assert abs(float(detector.flag(valid_scores).double().mean()) - 0.01) <= 0.002
+    held_out = load_task("digits").valid.images[len(task.valid):]  # the fixture's 1000 are the first
+    rate = float(detector.flag(detector.score(*ood.logits_and_features(body, head, held_out))).double().mean())
+    assert len(held_out) == 4000 and 0 < rate <= BARS["mnist_flagged"], rate  # a threshold in-sample flags 5%
     loose = ood.fit_detector(model, data, ood.DEFAULT, accept=0.9, fit_images=2000)
     assert loose.threshold < detector.threshold
 
@@ -118,6 +126,19 @@ def test_without_a_validation_split_the_threshold_comes_from_training_images_and
     detector = ood.fit_detector(model, data, "energy", fit_images=1000)
     assert detector.info["threshold_on"] == "train" and detector.info["n_threshold"] == 1000
     assert detector.threshold is not None
+
+
+def test_the_detector_benchmark_labels_thresholds_set_on_images_the_model_trained_on(task):
+    """benchmarks/ood.py labels a model without its own validation split as `ood-fit` does, and the record of
+    the previous shipped model (trained on all 60,000 images) says so for every detector."""
+    from benchmarks.ood import fitted  # deferred: the benchmark's module, for this test only
+
+    model = build_model("linear", 10).eval()
+    assert fitted(model, task, "energy", own_valid=False).info["valid_in_training"] is True
+    assert "valid_in_training" not in fitted(model, task, "energy", own_valid=True).info
+    rec = json.loads((RECORD.parent / "ood-cnn-2epochs.json").read_text())
+    assert rec["model_config_valid_size"] is None
+    assert all(r["info"]["threshold_on"] == "valid" and r["info"]["valid_in_training"] for r in rec["detectors"])
 
 
 def test_every_registered_model_gives_features_or_a_clear_refusal(task):
@@ -182,14 +203,17 @@ def test_the_detector_travels_in_the_model_file(with_detector):
     attach_detector(path, fit_images=3000)  # as it was, for the other tests
 
 
-def test_predictions_say_not_a_digit_for_fashion_and_not_for_digits(with_detector, task):
-    path, _ = with_detector
-    clf = Classifier.load(path)
-    fashion = [p.to_dict() for p in clf.predictions(fashion_images(200).float() / 255)]
-    digits = [p.to_dict() for p in clf.predictions(task.test.images[:200].float() / 255)]
-    assert sum(d["not_a_digit"] for d in fashion) >= 170 and sum(d["not_a_digit"] for d in digits) <= 5
+def test_predictions_say_not_a_digit_for_fashion_and_not_for_digits_as_the_record_and_bars_say(task):
+    """The shipped model's own detector through `Classifier.predictions`, on every Fashion-MNIST and MNIST test
+    image (held out of the model and of its threshold): the shares results/ood.json records, within the bars."""
+    clf = Classifier.load(SHIPPED)
+    fashion = [p.to_dict() for p in clf.predictions(fashion_images().float() / 255)]
+    digits = [p.to_dict() for p in clf.predictions(task.test.images.float() / 255)]
     assert all(isinstance(d["ood_score"], float) for d in fashion + digits)
-    assert min(d["ood_score"] for d in fashion if d["not_a_digit"]) > clf.detector.threshold
+    flagged = {k: sum(d["not_a_digit"] for d in v) / len(v) for k, v in (("fashion", fashion), ("mnist", digits))}
+    assert flagged["fashion"] >= BARS["fashion_flagged"] and flagged["mnist"] <= BARS["mnist_flagged"], flagged
+    row = recorded_row()  # one image either way: the threshold's edge under another CPU's rounding
+    assert flagged == pytest.approx({"fashion": row["fashion_flagged"], "mnist": row["mnist_flagged"]}, abs=1e-4)
     plain = Classifier(*load_model(SHIPPED))  # the model alone, no detector: every image is a digit, as before
     assert plain.detector is None and plain.predictions(fashion_images(5).float() / 255)[0].to_dict()["ood_score"] is None
 
@@ -219,7 +243,7 @@ def test_onnx_export_returns_the_score_and_carries_the_threshold(with_detector, 
 
 def digitlab(*args, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "digitlab", *map(str, args)], capture_output=True, text=True,
-                          env=run_env(), cwd=cwd, timeout=300)
+                          env=run_env(), cwd=cwd, timeout=HANG_S)
 
 
 def shapes(folder: Path) -> Path:
@@ -239,12 +263,16 @@ def shapes(folder: Path) -> Path:
 def test_cli_evaluate_ood_on_fashion_idx_and_predict_says_not_a_digit(with_detector, tmp_path):
     path, _ = with_detector
     fashion_images(1)  # skips (or fails under CI) without the folder
-    proc = digitlab("evaluate", path, "--ood", FASHION, "--json")
+    proc = digitlab("evaluate", SHIPPED, "--ood", FASHION, "--json")  # the shipped detector, as the docs' bars
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert r["n_in"] == 10000 and r["n_out"] == 10000 and r["out"]["kind"] == "idx"
-    assert r["auroc"] > 0.98 and r["out_flagged"] > 0.9 and r["in_flagged"] < 0.02  # the bars: benchmarks/ood.py
-    assert r["fpr_at_95_tpr"] < 0.05 and r["accuracy_accepted"] >= r["accuracy_all"]
+    assert r["auroc"] >= BARS["auroc"] and r["out_flagged"] >= BARS["fashion_flagged"], r  # benchmarks/ood.py's
+    assert r["in_flagged"] <= BARS["mnist_flagged"] and r["accuracy_accepted"] >= r["accuracy_all"], r
+    row = recorded_row()  # the command gives the record's figures (names: the CLI's, then the record's)
+    same = {"auroc": "auroc", "fpr_at_95_tpr": "fpr_at_95_tpr", "out_flagged": "fashion_flagged",
+            "in_flagged": "mnist_flagged", "accuracy_accepted": "accuracy_accepted"}
+    assert {k: r[k] for k in same} == pytest.approx({k: row[v] for k, v in same.items()}, abs=1e-4)
     words = digitlab("evaluate", path, "--ood", FASHION)
     assert "AUROC 0." in words.stdout and "FPR at 95% TPR" in words.stdout
     pictures = shapes(tmp_path / "pictures")
@@ -278,18 +306,46 @@ def test_cli_ood_fit_writes_a_copy_with_the_detector(tmp_path):
 @pytest.mark.slow
 def test_a_new_run_gets_a_detector(tmp_path):
     """record_run fits the default detector: a run's model file predicts "not a digit" out of the box, for the
-    ten digits and for the book's 3v7 task (valid: its test 3s and 7s). (A run without validation images: see
-    test_without_a_validation_split_..., the same ood.for_record path.)"""
+    ten digits and for the book's 3v7 task. The ten digits' threshold is set on the 5000 held-out validation
+    images; the 3v7 task's own split is the test file's 3s and 7s (the next test). (A run without validation
+    images: test_without_a_validation_split_..., the same ood.for_record path.)"""
     from digitlab.config import TrainConfig  # deferred: only these runs need training
     from digitlab.runs import train_run
 
+    metas = {}
     for name, cfg in {"d": TrainConfig(task="digits", model="linear", epochs=1, lr=0.1, device="cpu"),
                       "b": TrainConfig(task="3v7", model="linear", epochs=1, lr=0.1, device="cpu")}.items():
         run, _ = train_run(cfg, tmp_path / "runs", name, plots=False)
-        meta = read_weights(run / "model.safetensors")[1]
+        metas[name] = meta = read_weights(run / "model.safetensors")[1]
         assert meta["ood"]["detector"] == ood.DEFAULT, name
-        assert meta["ood"]["threshold_on"] == "valid", name
         assert Classifier.load(run).detector.threshold == meta["ood"]["threshold"]
+    assert metas["d"]["ood"]["threshold_on"] == "valid" and metas["d"]["ood"]["n_threshold"] == 5000
+
+
+@pytest.mark.xfail(strict=True, reason="issue 28: the 3v7 task's validation split is the test file's 3s and 7s "
+                   "(the book's split), and src/digitlab/ood.py sets the threshold there and labels it 'valid'; "
+                   "strict, so that fixing it fails here until this mark goes")
+def test_a_3v7_runs_threshold_is_not_set_on_the_test_files_digits_as_if_validation():
+    data, test = load_task("3v7"), load_task("digits").test
+    assert len(data.valid) == int(((test.labels == 3) | (test.labels == 7)).sum()) == 2038  # the book's valid
+    meta, _ = ood.for_record(build_model("linear", 2).eval(), data)
+    assert meta["ood"]["threshold_on"] != "valid"  # docs/predict.md: "the test split is never read"
+
+
+def test_the_model_card_states_the_recorded_detector_figures():
+    """The card's detector row (src/digitlab/pretrained/README.md) is results/ood.json's row for the file's own
+    detector (same detector, same threshold), to the card's digits."""
+    card = (SHIPPED.parent / "README.md").read_text()
+    line = next(li for li in card.splitlines() if li.startswith("| not-a-digit detector |"))
+    row, meta = recorded_row(), read_weights(SHIPPED)[1]["ood"]
+    said = re.search(r"\| (\w+), threshold ([\d.]+) \(accepts (\d+)% of the validation digits\): flags ([\d.]+)% of "
+                     r"the Fashion-MNIST test images and ([\d.]+)% of the MNIST test digits, accepts ([\d.]+)% of "
+                     r"the UCI digits", line)
+    assert said, line
+    assert said[1] == meta["detector"] and float(said[2]) == round(meta["threshold"], 1)
+    assert int(said[3]) == round(100 * meta["accept"])
+    assert [said[4], said[5], said[6]] == [f"{100 * row[k]:.2f}" for k in ("fashion_flagged", "mnist_flagged",
+                                                                          "uci_accepted")]
 
 
 def test_record_without_validation_images_thresholds_on_training_images(task):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_env
+from conftest import HANG_S, run_env
 from digitlab.config import TrainConfig
 from digitlab.data.tasks import load_task, to_input
 from digitlab.errors import ConfigError
@@ -23,7 +23,7 @@ def digitlab(*args, tmp_path=None, check=True):
     """The installed command in a real process, as a user runs it."""
     exe = Path(sys.executable).parent / "digitlab"
     proc = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=run_env(tmp_path),
-                          timeout=300)
+                          timeout=HANG_S)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc

@@ -13,7 +13,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from conftest import run_env
+from conftest import HANG_S, run_env
 from test_cli import DIGITLAB, digitlab
 
 from digitlab.data import DataLoader, DataLoaders
@@ -41,7 +41,7 @@ def start(runs, name):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env())
 
 
-def wait_for_mid_epoch_checkpoint(ckpt, proc, min_step=30, timeout=120):
+def wait_for_mid_epoch_checkpoint(ckpt, proc, min_step=30, timeout=HANG_S):
     """Block until the checkpoint says training is at least `min_step` steps into an epoch."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -73,7 +73,7 @@ def test_signal_checkpoints_and_resume_is_exact(tmp_path, uninterrupted, sig, co
     proc = start(tmp_path, "run")
     wait_for_mid_epoch_checkpoint(tmp_path / "run" / "checkpoint.safetensors", proc)
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=HANG_S)
     assert proc.returncode == code, err
     assert f"stopped by {sig.name}; checkpoint saved" in err and "--resume" in err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -87,7 +87,7 @@ def test_sigkill_leaves_a_whole_checkpoint_and_resume_is_exact(tmp_path, uninter
     proc = start(tmp_path, "run")
     wait_for_mid_epoch_checkpoint(tmp_path / "run" / "checkpoint.safetensors", proc, min_step=200)
     proc.kill()
-    proc.communicate(timeout=30)
+    proc.communicate(timeout=HANG_S)
     load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")  # whole: written by rename, never in place
     digitlab("train", "--resume", tmp_path / "run", "-q")
     assert_same_weights(tmp_path / "run", uninterrupted)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from conftest import run_env
+from conftest import HANG_S, run_env
 from digitlab.cli import main
 from digitlab.data import load_mnist
 
@@ -295,9 +295,9 @@ def test_serve_a_run_folder_a_smaller_limit_and_bad_arguments(tmp_path):
     finally:
         stop(proc)
     bad = subprocess.run([sys.executable, "-m", "digitlab", "serve", str(tmp_path / "nothing")], capture_output=True,
-                         text=True, env=run_env(tmp_path), timeout=60)
+                         text=True, env=run_env(tmp_path), timeout=HANG_S)
     assert bad.returncode == 2 and "no such run folder" in bad.stderr
     (tmp_path / "fake.safetensors").write_bytes(b"not safetensors")
     fake = subprocess.run([sys.executable, "-m", "digitlab", "serve", str(tmp_path / "fake.safetensors")],
-                          capture_output=True, text=True, env=run_env(tmp_path), timeout=60)
+                          capture_output=True, text=True, env=run_env(tmp_path), timeout=HANG_S)
     assert fake.returncode == 2 and "safetensors" in fake.stderr

@@ -13,7 +13,9 @@ def test_cpu_speedrun_to_99_percent():
     res = speedrun(0.99, seeds=(1,), device="cpu")
     run = res["runs"][0]
     assert res["all_reached"] and run["accuracy"] >= 0.99, run
-    assert 0 < run["seconds"] < 120 and res["recipe"] == RECIPES["cpu"][0.99].to_dict()
+    # no wall-clock bar here (it would fail on a slower CPU, not on a bug): the times per machine class are in
+    # benchmarks/results/speedrun-*.json
+    assert run["seconds"] > 0 and res["recipe"] == RECIPES["cpu"][0.99].to_dict()
 
 
 def test_each_device_kind_has_a_recipe_per_target():

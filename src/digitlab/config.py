@@ -17,6 +17,7 @@ import tomli_w
 from .data.catalogue import default_recipe
 from .data.tasks import TASKS, parse_classes
 from .errors import ConfigError
+from .hardware import PRECISIONS, resolve_device, resolve_precision
 from .models.registry import MODELS
 
 if sys.version_info >= (3, 11):
@@ -53,7 +54,7 @@ class TrainConfig:
     valid_pct: float | None = None  # a single image folder: the share held out for validation (None: 0.2)
     valid_size: int = 5000        # ten digits: training images held out for validation (stratified, fixed); 0: none
     engine: str = "learner"       # learner (callbacks, checkpoints, resume) or fast (train/fast.py)
-    precision: str = "bf16"       # the fast engine's autocast: bf16 or fp32 (the Learner trains in fp32)
+    precision: str = "auto"       # auto (what the device does natively: digitlab.hardware), bf16, fp16 or fp32
     graphs: bool | None = None    # the fast engine captures its step as a CUDA graph; None: on CUDA only
     compile: bool = False         # the fast engine's torch.compile, on CUDA only (10-25 s of warm-up)
     fused_loss: bool = True       # the fast engine's loss: PyTorch's fused cross-entropy (equal to ours, tested)
@@ -78,7 +79,7 @@ class TrainConfig:
             (min(self.aug_shift, self.aug_degrees, self.aug_scale) >= 0,
              "aug_shift, aug_degrees and aug_scale are strengths: each must be 0 or more"),
             (self.engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}"),
-            (self.precision in ("bf16", "fp32"), f"precision must be bf16 or fp32, got {self.precision!r}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
             (fast_only, f"the fast engine trains with one-cycle SGD; got opt {self.opt!r} and schedule "
                         f"{self.schedule!r} (use engine learner for those)"),
         ]
@@ -118,7 +119,7 @@ class TrainConfig:
         except ConfigError as e:
             raise ConfigError(f"{config_file}: {e}") from None
         chosen = {**from_file, **{k: v for k, v in flags.items() if v is not None}}
-        recipe = default_recipe(chosen.get("data"), chosen.get("task", "digits"))
+        recipe = default_recipe(chosen.get("data"), chosen.get("task", "digits"), trains_fp32_on_cpu(chosen))
         merged = {**recipe, **chosen}
         learner_only = needs_learner or merged.get("opt", "sgd") != "sgd" or merged.get("schedule", "one_cycle") != "one_cycle"
         if "engine" not in chosen and learner_only:
@@ -153,6 +154,13 @@ class TrainConfig:
             if not fits(value, types[name]):
                 raise ConfigError(f"{path}: {name} = {value!r} should be of type {types[name]}.")
         return fields_set
+
+
+def trains_fp32_on_cpu(fields: dict) -> bool:
+    """Whether a config with these fields (unset ones at their defaults) trains in fp32 on a CPU: there a data
+    set's recipe takes its `fp32_cpu` changes (data.catalogue), since each step costs more than in bf16."""
+    device = resolve_device(fields.get("device") or "auto")
+    return device.type == "cpu" and resolve_precision(fields.get("precision") or "auto", device).name == "fp32"
 
 
 def fits(value, annotation: str) -> bool:

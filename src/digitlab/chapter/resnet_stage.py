@@ -6,8 +6,9 @@ head (concat pool, BatchNorm, dropout 0.25/0.5, 1024-512-2 bias-free linears), A
 (betas 0.9/0.99, eps 1e-5, decoupled weight decay 0.01, none on BatchNorm parameters: `wd_bn_bias=False`), and
 fit_one_cycle's defaults (pct_start 0.25, div 25, final lr lr_max/1e5, momentum 0.95-0.85-0.95), lr_max 0.1.
 fastai's batch size too (64: larger batches train faster but end less accurate after one epoch, see
-benchmarks/NOTES.md). For speed on 2 CPU cores: the forward pass in bfloat16 (autocast; weights, gradients and Adam
-stay float32), channels-last memory, kernels cut to the taps that meet a 28x28 image, and the convolutions on maps
+benchmarks/NOTES.md). For speed on 2 CPU cores: the forward pass in the precision the machine does natively
+(digitlab.hardware: bfloat16 autocast where the CPU has AMX or AVX-512 BF16, where weights, gradients and Adam stay
+float32; fp32 on an AVX2-only CPU, where bf16 would be emulated 14x slower), channels-last memory, kernels cut to the taps that meet a 28x28 image, and the convolutions on maps
 of 4x4 pixels or less as one matrix product each (models/resnet.py); none of these changes what is computed
 beyond bf16 rounding.
 """
@@ -22,6 +23,7 @@ from torch import nn
 
 from ..data.loader import DataLoader, DataLoaders
 from ..data.tasks import to_classes, to_input
+from ..hardware import resolve_precision
 from ..models.resnet import resnet18_fastai
 from ..train.callbacks import Recorder
 from ..train.learner import Learner
@@ -50,27 +52,19 @@ def fastai_adam(params, lr: float, wd: float = 0.01) -> Adam:
     return Adam([{"params": decay}, {"params": no_decay, "wd": 0.0}], lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=wd)
 
 
-class BF16Learner(Learner):
-    """A Learner whose forward pass runs under bfloat16 autocast (the CPU's bf16 matrix units, or a GPU's); the
-    loss and metrics see float32 scores."""
-
-    def predict(self) -> None:
-        with torch.autocast(self.xb.device.type, torch.bfloat16):
-            self.preds = self.model(self.xb).float()
-
-
 def fastai_learner(data: ChapterData, seed: int, cbs=(), bs: int | None = None, device: str = "cpu",
                    stem_pool: bool = True, label_smoothing: float = 0.0, ps: float = 0.5, wd: float = 0.01,
-                   build: Callable[[], nn.Module] | None = None) -> Learner:
+                   build: Callable[[], nn.Module] | None = None, precision: str = "auto") -> Learner:
     """The stage's Learner. The variants that benchmarks/NOTES.md measured against the book's accuracy:
     `stem_pool=False`, `label_smoothing`, the head's dropout `ps` and weight decay `wd` (cnn_learner's and
-    Learner's knobs), and `build`, another model's builder (called after seeding)."""
+    Learner's knobs), and `build`, another model's builder (called after seeding). `precision`: auto (what the
+    device does natively), bf16, fp16 or fp32."""
     torch.manual_seed(seed)
     model = build() if build else resnet18_fastai(n_classes=2, stem_pool=stem_pool, ps=ps)
     model = model.to(device, memory_format=torch.channels_last)  # oneDNN's (and cuDNN's) fast layout
     loss = partial(cross_entropy, label_smoothing=label_smoothing) if label_smoothing else cross_entropy
-    return BF16Learner(model, fastai_dls(data, seed, bs or BS, device), loss, opt_func=partial(fastai_adam, wd=wd),
-                       metrics=[accuracy], cbs=list(cbs))
+    return Learner(model, fastai_dls(data, seed, bs or BS, device), loss, opt_func=partial(fastai_adam, wd=wd),
+                   metrics=[accuracy], cbs=list(cbs), precision=resolve_precision(precision, device))
 
 
 @timed
@@ -85,4 +79,4 @@ def stage_resnet18(data: ChapterData, seed: int = 42, epochs: int = 1, lr: float
     history = [round(log["accuracy"], 4) for log in rec.logs]
     # not under "recorder": reproduce.write_plots draws that one with the book's "batch_accuracy" metric
     return StageResult("resnet18, fit_one_cycle", history[-1], 0.9971, epochs, 0.0, history,
-                       {"model": learn.model, "ce_recorder": rec})
+                       {"model": learn.model, "ce_recorder": rec, "precision": learn.precision.name})

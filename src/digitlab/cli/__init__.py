@@ -14,7 +14,7 @@ import click
 import typer
 
 from ..errors import DigitlabError
-from . import chapter, recipes, serving, speed, training  # noqa: F401  (registers the commands)
+from . import chapter, machine, recipes, serving, speed, training  # noqa: F401  (registers the commands)
 from .app import app, err
 
 try:  # typer >= 0.20 vendors click as typer._click; older releases raise click's own exceptions

@@ -39,6 +39,9 @@ def train(
     engine: Optional[str] = typer.Option(None, help="learner (callbacks, checkpoints, resume, --nproc) or fast "
                                          "(data on the device, CUDA graph; one-cycle SGD only). [default: the "
                                          "data set's recipe: fast for MNIST and Fashion-MNIST, else learner]"),
+    precision: Optional[str] = typer.Option(None, help="auto (what the device does natively: bf16 on CPUs with AMX "
+                                            "or AVX-512 BF16 and on bf16 GPUs, fp16 on fp16-only GPUs, else fp32; "
+                                            "`digitlab info` says which), bf16, fp16 or fp32. [default: auto]"),
     tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Score the final model with test-time "
                                        "augmentation (one-pixel shifts; mirror images too with aug_flip)."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML file of TrainConfig fields (a run's "
@@ -80,7 +83,8 @@ def train(
 
     given = dict(task=task, classes=classes, valid_pct=valid_pct, valid_size=valid_size, model=model, epochs=epochs,
                  lr=lr, bs=bs, opt=opt, mom=mom, wd=wd, schedule=schedule, label_smoothing=label_smoothing,
-                 augment=augment, seed=seed, device=device, engine=engine, tta=tta, data=str(data) if data else None)
+                 augment=augment, seed=seed, device=device, engine=engine, precision=precision, tta=tta,
+                 data=str(data) if data else None)
     needs_learner = bool(checkpoint_every) or world()[1] > 1  # only the Learner checkpoints and shards
     cfg = None if resume else TrainConfig.resolve(config, needs_learner=needs_learner, **given)
     if print_config:

@@ -3,7 +3,8 @@
 What makes it fast, and why each piece is there:
 - the whole data set lives on the device as uint8 (47 MB); each epoch is one gather and one augmentation pass
   over all 60000 images (one grid_sample call per chunk instead of one per batch);
-- the model runs channels-last under bf16 autocast (tensor cores on GPU, AMX on this CPU);
+- the model runs channels-last in the precision the device does natively (digitlab.hardware: bf16 autocast on
+  bf16 tensor cores and on CPUs with AMX or AVX-512 BF16, fp16 with a loss scaler on fp16-only cards, else fp32);
 - the optimizer (SGD, capturable) keeps lr and momentum in device tensors and updates every parameter with a few
   foreach ops, so on GPU the whole step (forward, loss, backward, update, loss sum) is captured once as a CUDA
   graph and each step is one replay: a small CNN's step is otherwise bound by kernel-launch overhead;
@@ -32,8 +33,10 @@ from ..data.loader import epoch_permutation
 from ..data.mnist import Split
 from ..data.tasks import TaskData, load_task, to_input
 from ..errors import ConfigError
+from ..hardware import resolve_precision
 from ..models.layers import set_normalization
 from ..models.registry import build_model
+from .loss_scale import LossScaler
 from .losses import cross_entropy
 from .metrics import exact_accuracy
 from .optim import SGD
@@ -65,7 +68,10 @@ class FastTrainer:
             cfg = cfg.replace(engine="fast")  # validates that the fast engine can run it
         self.cfg, self.data, self.device = cfg, data, torch.device(device)
         self.cuda = self.device.type == "cuda"
-        self.use_graph = self.cuda if cfg.graphs is None else (cfg.graphs and self.cuda)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        # fp16's scaler skips overflowing steps on the host: a captured graph cannot
+        self.scaler = LossScaler() if self.precision.loss_scaling else None
+        self.use_graph = (self.cuda if cfg.graphs is None else (cfg.graphs and self.cuda)) and self.scaler is None
         if self.cuda:
             torch.backends.cudnn.benchmark = True  # algorithms chosen in warm-up, before capture
         self.x_train, self.y_train = data.train.images.to(self.device), data.train.labels.to(self.device)
@@ -90,8 +96,8 @@ class FastTrainer:
 
     # --- the step -------------------------------------------------------------------------------------------
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16",
-                              cache_enabled=False)  # a cached cast would be freed under a captured graph
+        # no cast cache: a cached cast would be freed under a captured graph
+        return self.precision.autocast(self.device.type, cache_enabled=False)
 
     def plain_forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with self.autocast():
@@ -103,8 +109,13 @@ class FastTrainer:
     def train_step(self) -> None:
         """Forward, loss, backward, update on the static batch (self.xb, self.yb); the loss is summed on device."""
         loss = self.forward_loss(self.xb, self.yb)
-        loss.backward()
-        self.update()
+        if self.scaler is None:
+            loss.backward()
+            self.update()
+        else:
+            self.scaler.scaled(loss).backward()
+            if self.scaler.unscale(self.model.parameters()):
+                self.update()
         self.loss_sum += loss.detach()
 
     def step(self) -> None:
@@ -202,6 +213,8 @@ class FastTrainer:
                 t.copy_(fresh[name])
         self.opt.reset()
         self.loss_sum.zero_()
+        if self.scaler is not None:
+            self.scaler = LossScaler()
 
     def run(self, seed: int = 0, track: bool = False, epochs: int | None = None, strict: bool = False,
             after_epoch: Callable[[dict], None] | None = None) -> TrainResult:
@@ -247,7 +260,7 @@ class FastTrainer:
         if not track:
             history.append({"epoch": n_epochs - 1, "train_loss": self.loss_sum.item() / total})
         run_cfg = cfg.replace(seed=seed, epochs=n_epochs)
-        summary = summarize(run_cfg, self.model, scores, history, seconds, self.device, self.classes)
+        summary = summarize(run_cfg, self.model, scores, history, seconds, self.device, self.classes, self.precision)
         lrs = [lr for lr, _ in schedule]  # per-batch losses stay on the device, summed: only lrs are recorded
         return TrainResult(run_cfg, self.model, summary, history, lrs=lrs, probs=probs, data=self.data)
 

@@ -17,6 +17,7 @@ from ..config import TrainConfig
 from ..data.loader import DataLoader, DataLoaders
 from ..data.tasks import TaskData, load_task, to_input
 from ..errors import ConfigError
+from ..hardware import resolve_precision
 from ..models.layers import set_normalization
 from ..models.registry import build_model
 from . import distributed
@@ -84,7 +85,7 @@ def build_learner(cfg: TrainConfig, data: TaskData, device: torch.device, cbs: I
     if world_size > 1:
         cbs.append(distributed.DataParallel())
     return Learner(model, build_dls(data, cfg, device, rank, world_size), loss_func(cfg), lr=cfg.lr, cbs=cbs,
-                   opt_func=opt_func(cfg), metrics=[accuracy])
+                   opt_func=opt_func(cfg), metrics=[accuracy], precision=resolve_precision(cfg.precision, device))
 
 
 class EpochLogs(Callback):
@@ -140,11 +141,12 @@ def fit_learner(cfg: TrainConfig, cbs: Iterable[Callback], data: TaskData, run_d
         restore_weights(learn.model, ckpt)  # the last good weights, not the NaNs
     if learn.diverged is not None:
         learn.diverged["kept_checkpoint"] = kept
+    autocast = lambda: learn.precision.autocast(device.type)  # noqa: E731  (scored as it trained)
     scores, probs = final_scores(lambda split: inference.class_probs(learn.model, split.images, VALID_BS, cfg.tta,
-                                                                        mirror=cfg.aug_flip), data)
+                                                                        autocast, mirror=cfg.aug_flip), data)
     status = "diverged" if learn.diverged else "interrupted" if learn.interrupted else "finished"
-    summary = summarize(cfg, learn.model, scores, rec.logs, seconds, device, data.classes, status, learn.diverged,
-                        learn.interrupted)
+    summary = summarize(cfg, learn.model, scores, rec.logs, seconds, device, data.classes, learn.precision, status,
+                        learn.diverged, learn.interrupted)
     return TrainResult(cfg, learn.model, summary, rec.logs, rec.losses, rec.lrs, probs, data, learn)
 
 

@@ -16,7 +16,9 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from ..hardware import FP32, Precision
 from .callback import CANCEL, Callback
+from .loss_scale import LossScaler
 from .lr_find import LRFindResult, lr_find
 from .optim import SGD, set_hyper
 from .schedule import OneCycle
@@ -36,12 +38,15 @@ class Learner:
     (training steps done before this fit's first batch: nonzero when it continues a loaded state, so schedules
     continue mid-way), diverged (NanGuard: where the loss stopped being finite, else None) and interrupted
     (Checkpointer: the signal that stopped the fit, else None). Where training stands is state_dict().
+    `precision` (digitlab.hardware) is the forward pass's arithmetic: fp32, or bf16/fp16 autocast with float32
+    scores for the loss and metrics; fp16 adds a `scaler` (loss_scale.py) and skips steps whose gradients overflow.
     """
 
     def __init__(self, model: nn.Module | Callable, dls, loss_func: Callable, lr: float = 0.1,
                  cbs: Iterable[Callback] = (), opt_func: Callable = SGD, metrics: Sequence[Callable] = (),
-                 params: Iterable[torch.Tensor] | None = None):
+                 params: Iterable[torch.Tensor] | None = None, precision: Precision = FP32):
         self.model, self.dls, self.loss_func, self.lr = model, dls, loss_func, lr
+        self.precision, self.scaler = precision, LossScaler() if precision.loss_scaling else None
         self.opt_func, self.metrics, self.cbs = opt_func, list(metrics), list(cbs)
         self.params = list(params) if params is not None else None  # for plain functions such as the book's linear1
         self.opt, self.log, self.n_epochs, self.epoch, self.iter, self.n_iter = None, {}, 0, 0, 0, 0
@@ -58,16 +63,21 @@ class Learner:
 
     # the step, as small methods a subclass can override
     def predict(self) -> None:
-        self.preds = self.model(self.xb)
+        if self.precision.name == "fp32":
+            self.preds = self.model(self.xb)
+            return
+        with self.precision.autocast(self.xb.device.type):
+            self.preds = self.model(self.xb).float()
 
     def get_loss(self) -> None:
         self.loss = self.loss_func(self.preds, self.yb)
 
     def backward(self) -> None:
-        self.loss.backward()
+        (self.loss if self.scaler is None else self.scaler.scaled(self.loss)).backward()
 
     def step(self) -> None:
-        self.opt.step()
+        if self.scaler is None or self.scaler.unscale(self.parameters()):
+            self.opt.step()
 
     def zero_grad(self) -> None:
         self.opt.zero_grad()

@@ -11,6 +11,7 @@ from .. import calibration, inference
 from ..config import TrainConfig
 from ..data.mnist import Split
 from ..data.tasks import TaskData
+from ..hardware import Precision, describe_machine
 from ..models.layers import n_params
 
 
@@ -68,8 +69,8 @@ def final_scores(probs_of: Callable[[Split], torch.Tensor], data: TaskData) -> t
 
 
 def summarize(cfg: TrainConfig, model: torch.nn.Module, scores: dict, history: list[dict], seconds: float,
-              device: torch.device | str, classes, status: str = "finished", diverged: dict | None = None,
-              interrupted: str | None = None) -> dict:
+              device: torch.device | str, classes, precision: Precision, status: str = "finished",
+              diverged: dict | None = None, interrupted: str | None = None) -> dict:
     """summary.json: how the run ended, its final scores (from `final_scores`: accuracy and errors of the final
     split, valid_* and test_* apart, calibration) and what it cost. best_accuracy is the best epoch's validation
     accuracy."""
@@ -77,4 +78,5 @@ def summarize(cfg: TrainConfig, model: torch.nn.Module, scores: dict, history: l
     return {"status": status, "diverged": diverged, "interrupted": interrupted, **scores,
             "best_accuracy": max(accs) if accs else scores["valid_accuracy"], "epochs_done": len(history),
             "train_seconds": seconds, "params": n_params(model), "device": str(device), "classes": list(classes),
-            "seed": cfg.seed, "engine": cfg.engine, "tta": cfg.tta}
+            "seed": cfg.seed, "engine": cfg.engine, "tta": cfg.tta, "precision": precision.name,
+            "precision_reason": precision.reason, "machine": describe_machine(device)}
