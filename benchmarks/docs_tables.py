@@ -34,8 +34,10 @@ def table(head: list[str], rows: list[list]) -> str:
 
 
 def when(rec: dict) -> str:
+    """When and on what a record was measured, from its own environment (and machine class, where it has one)."""
     env = rec.get("environment", {})
-    return f"{env.get('when', '?')[:10]}, torch {env.get('torch', '?')}, {env.get('threads', '?')} threads"
+    cpu = env.get("cpu", "?") + (f" ({rec['machine_class']})" if rec.get("machine_class") else "")
+    return f"{env.get('when', '?')[:10]}, torch {env.get('torch', '?')}, {env.get('threads', '?')} threads, {cpu}"
 
 
 # --- the blocks --------------------------------------------------------------------------------------------------
@@ -115,16 +117,37 @@ def tendigits(results: Path) -> str:
 def serve_load(results: Path) -> str:
     rows = []
     for name, what, cmd in (("serve_load", "JSON 28x28 pixels", "python -m benchmarks.serve_load"),
-                            ("serve_load_png", "280x280 PNG, multipart (what the page sends)",
+                            ("serve_load_png", "280x280 RGBA PNG, multipart (what the page sends)",
                              "python -m benchmarks.serve_load --payload png")):
         r = record(name, results)
-        lat = r["latency_ms"]
+        lat, bar = r["latency_ms"], r.get("bars") or {"rps": 400, "p99_ms": 50}
+        share = f"{r['client_cpu_share']:.1%}" if "client_cpu_share" in r else "-"
         rows.append([what, f"`{cmd}`", f"{r['throughput_rps']:.0f}", f"{lat['p50']:.1f} ms", f"{lat['p99']:.1f} ms",
-                     r["errors"]])
-    rec = record("serve_load", results)
-    return "\n".join([table(["payload", "command", "req/s", "p50", "p99", "errors"], rows), "",
-                      f"Medians of {rec['medians_of_runs']} fresh servers each; {when(rec)}; "
-                      f"`results/serve_load.json`, `results/serve_load_png.json`."])
+                     r["errors"], share, f">= {bar['rps']} req/s, p99 < {bar['p99_ms']} ms: "
+                                         f"{'met' if r['target_met'] else '**not met**'}"])
+    recs = [record(n, results) for n in ("serve_load", "serve_load_png")]
+    served = [r.get("served") for r in recs]
+    model = "; ".join(dict.fromkeys(f"{s['file']} ({s['architecture']}, detector {s['detector'] or 'none'})"
+                                    if s else f"{Path(r['model']).name} (before the records named what was served)"
+                                    for s, r in zip(served, recs)))
+    times = "; ".join(dict.fromkeys(f"{r['medians_of_runs']} fresh servers, {when(r)}" for r in recs))
+    head = ["payload", "command", "req/s", "p50", "p99", "errors", "client's CPU share", "bar"]
+    return "\n".join([table(head, rows), "",
+                      f"Medians of {times}. Served: {model}. `results/serve_load.json`, `results/serve_load_png.json`."])
+
+
+def machines(results: Path) -> str:
+    """Which CPU each CPU record was measured on, from the records' own environment."""
+    by: dict[str, list[tuple[str, str]]] = {}
+    for path in sorted(results.glob("*.json")):
+        rec = json.loads(path.read_text())
+        env = rec.get("environment") or {}
+        if "cpu" not in env or path.name.startswith("gpu-"):
+            continue
+        cpu = env["cpu"] + (f", {rec['machine_class']}" if rec.get("machine_class") else "")
+        by.setdefault(cpu, []).append((path.stem, env.get("when", "?")[:10]))
+    return "; ".join(f"**{cpu}** ({min(d for _, d in recs)} to {max(d for _, d in recs)}): "
+                     f"{', '.join(n for n, _ in recs)}" for cpu, recs in by.items())
 
 
 def predict_accuracy(results: Path) -> str:
@@ -175,9 +198,9 @@ def ensemble_cli(results: Path) -> str:
 def validation_choices(results: Path) -> str:
     """Recipe sweeps on one H200 with the validation split: each row's mean validation and test accuracy; the
     chosen row (best validation mean) in bold."""
-    first = record("gpu-validation-nvidia-h200", results)["sections"]
-    second = record("gpu-validation-fashion2-nvidia-h200", results)["sections"]
-    recipes = record("gpu-validation-recipes-nvidia-h200", results)["sections"]
+    names = ("gpu-validation-nvidia-h200", "gpu-validation-fashion2-nvidia-h200", "gpu-validation-recipes-nvidia-h200")
+    measured = [record(n, results) for n in names]
+    first, second, recipes = (r["sections"] for r in measured)
     sweeps = [("MNIST, sized for 2 CPU cores", first["default_candidates"]),
               ("Fashion-MNIST, round 1", first["fashion_candidates"]),
               ("Fashion-MNIST, round 2", second["fashion_round2"]),
@@ -196,9 +219,20 @@ def validation_choices(results: Path) -> str:
               "-", pct(e["valid_accuracy"]), pct(e["test_accuracy"])] for e in ens["rows"]]
     head = ["sweep", "recipe (fields that differ from TrainConfig's defaults: fast engine, fastcnn, 10 epochs)", "seeds",
             "validation: mean", "test: mean (lowest seed)"]
-    return "\n".join([table(head, rows), "", f"One NVIDIA H200, torch 2.11.0+cu130, 2026-11-30; records "
+    return "\n".join([table(head, rows), "", f"{gpu_when(measured)}; records "
                        "`results/gpu-validation-nvidia-h200.json`, `gpu-validation-fashion2-nvidia-h200.json`, "
                        "`gpu-validation-recipes-nvidia-h200.json`, `gpu-validation-ensembles.json`."])
+
+
+def gpu_when(recs: list[dict]) -> str:
+    """Where and when GPU records were measured, from their own device and environment: 'One NVIDIA H200,
+    torch 2.11.0+cu130, 2026-11-30' (each different card, torch or day listed once, in order)."""
+    def each(values):
+        return ", ".join(dict.fromkeys(values))
+    cards = each(r.get("device", {}).get("name", "?") for r in recs)
+    torches = each(r.get("environment", {}).get("torch", "?") for r in recs)
+    days = each(r.get("environment", {}).get("when", "?")[:10] for r in recs)
+    return f"{'One' if ', ' not in cards else 'GPUs:'} {cards}, torch {torches}, {days}"
 
 
 def default_recipe_runs(name: str, results: Path) -> str:
@@ -217,13 +251,40 @@ def default_recipe_runs(name: str, results: Path) -> str:
                        f"`results/default-recipe-{name}.json`."])
 
 
-def default_recipe_line(results: Path) -> str:
-    rec = record("default-recipe-mnist", results)
+def default_recipe_line(results: Path, name: str = "default-recipe-mnist") -> str:
+    rec = record(name, results)
     seeds = ", ".join(str(r["seed"]) for r in rec["runs"])
     tests = ", ".join(pct(r["test_accuracy"]) for r in rec["runs"])
     secs = [r["train_seconds"] for r in rec["runs"]]
-    return (f"on 2 CPU cores, seeds {seeds}: {tests} test accuracy (mean **{pct(rec['mean_test'], 3)}**), "
-            f"{min(secs):.0f}-{max(secs):.0f} s of training each; `results/default-recipe-mnist.json`")
+    epochs = rec["config"]["epochs"]
+    cls = rec.get("machine_class") or "AVX512 + bf16 units CPU"  # the first record predates the field: bf16 ran
+    forced = " (PyTorch and oneDNN dispatching as there: ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2)" \
+        if rec.get("dispatch_forced") else ""
+    return (f"on 2 CPU cores of an {rec['environment']['cpu']}, {cls}{forced}, {epochs} epochs in "
+            f"{rec['runs'][0].get('precision', rec['config']['precision'])}, seeds {seeds}: {tests} test accuracy (mean **{pct(rec['mean_test'], 3)}**), "
+            f"{min(secs):.0f}-{max(secs):.0f} s of training each; `results/{name}.json`")
+
+
+def precision_table(results: Path) -> str:
+    """One training step in fp32 and under bf16 autocast, per machine class (benchmarks/precision.py)."""
+    rows = []
+    for path in sorted(results.glob("precision-*.json")):
+        rec = json.loads(path.read_text())
+        forced = " (PyTorch and oneDNN told to dispatch as AVX2)" if rec.get("dispatch_forced") else ""
+        for case, c in rec["cases"].items():
+            rows.append([f"{rec['machine_class']}{forced}", case, f"{c['fp32_ms']:.1f} ms", f"{c['bf16_ms']:.1f} ms",
+                         f"{c['bf16_over_fp32']:.2f}x", f"**{rec['auto_picks']}**"])
+    head = ["machine class", "one training step", "fp32", "bf16 autocast", "bf16 / fp32", "`auto` picks"]
+    cpu = json.loads(sorted(results.glob("precision-*.json"))[0].read_text())["environment"]
+    return "\n".join([table(head, rows), "", f"{cpu['cpu']}, 2 cores, torch {cpu['torch']}, {cpu['when'][:10]}; "
+                      f"medians of 3 rounds; records `results/precision-*.json` (`python -m benchmarks.precision --as-avx2`)."])
+
+
+def one_loop(results: Path) -> str:
+    rec = record("one-loop", results)
+    return (f"{rec['median_learner_epoch_s']:.2f} s an epoch as a Learner against {rec['median_bare_epoch_s']:.2f} s "
+            f"for the loop it replaced ({rec['overhead']:+.1%}, medians of {rec['rounds']}), the same weights bit for "
+            f"bit: {'yes' if rec['same_weights'] else 'NO'} ({rec['machine_class']}, `results/one-loop.json`)")
 
 
 def ood_table(rec: dict, name: str = "ood") -> str:
@@ -249,11 +310,13 @@ def ood_table(rec: dict, name: str = "ood") -> str:
     return "\n".join(lines)
 
 
-BLOCKS = {"suite": suite, "quickstart": quickstart, "resnet": resnet, "tendigits": tendigits, "serve-load": serve_load,
+BLOCKS = {"suite": suite, "machines": machines, "quickstart": quickstart, "resnet": resnet, "tendigits": tendigits, "serve-load": serve_load,
           "predict-accuracy": predict_accuracy, "predict-speed": predict_speed, "distributed": distributed,
           "ensemble-cli": ensemble_cli, "validation-choices": validation_choices,
           "default-recipe-mnist": lambda results: default_recipe_runs("mnist", results),
           "default-recipe-line": default_recipe_line,
+          "default-recipe-line-avx2": lambda results: default_recipe_line(results, "default-recipe-mnist-avx2"),
+          "precision": precision_table, "one-loop": one_loop,
           "ood": lambda results: ood_table(record("ood", results), "ood"),
           "ood-cnn-2epochs": lambda results: ood_table(record("ood-cnn-2epochs", results), "ood-cnn-2epochs"),
           "default-recipe-fashion": lambda results: default_recipe_runs("fashion-mnist", results)}

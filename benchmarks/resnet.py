@@ -9,10 +9,13 @@ record is results/fastai-resnet18.json (`python -m benchmarks.peers`), or, with 
 this run first. The seeds default to the record's, so both sides have the same number of runs. The bars:
 accuracy at parity with fastai's distribution (our mean at least fastai's mean less one standard deviation over
 the same number of seeds: the book's 0.9971 is one draw from it), and speed as fastai's median epoch over ours.
-Plain PyTorch, in this process: the same model, bf16 autocast and channels-last memory, with TensorDataset +
+Plain PyTorch, in this process: the same model, the same precision (`auto`: digitlab.hardware) and channels-last memory, with TensorDataset +
 torch.utils.data.DataLoader (bs 64, shuffled, drop_last) + torch.optim.AdamW (fastai's Adam: decoupled weight
 decay; torch.optim.Adam's weight_decay is L2) + torch.optim.lr_scheduler.OneCycleLR (fastai's defaults).
 Run: python -m benchmarks.resnet [--seeds 42 1 2] [--with-fastai] [--plain-seeds 1] [--no-plain] [--variant ...]
+An AVX2-only CPU's figures, on any x86 CPU (PyTorch and oneDNN dispatch as there; fastai's process too):
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python -m benchmarks.resnet --with-fastai --seeds 3 4 5 6 7 --tag avx2
+writes results/resnet-avx2.json and results/fastai-resnet18-avx2.json. Each record names its machine class.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from digitlab.chapter import resnet_stage
 from digitlab.chapter.resnet_stage import stage_resnet18
 from digitlab.chapter.stages import ChapterData
 from digitlab.data.tasks import to_classes, to_input
+from digitlab.hardware import auto_precision, describe_machine, machine_class
 from digitlab.models.resnet import resnet18, resnet18_fastai, zero_last_bn
 
 from .common import RESULTS, median, write_record
@@ -98,10 +102,11 @@ def plain_torch(data: ChapterData, seed: int, bs: int = resnet_stage.BS, lr: flo
                             lr=lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=len(dl), pct_start=0.25, div_factor=25.0,
                                                 final_div_factor=1e5 / 25.0, base_momentum=0.85, max_momentum=0.95)
+    precision = auto_precision("cpu")
     start = time.perf_counter()
     model.train()
     for xb, yb in dl:
-        with torch.autocast("cpu", torch.bfloat16):
+        with precision.autocast("cpu"):
             out = model(to_input(xb))
         loss = F.cross_entropy(out.float(), yb)
         loss.backward()
@@ -112,7 +117,7 @@ def plain_torch(data: ChapterData, seed: int, bs: int = resnet_stage.BS, lr: flo
     correct = 0
     with torch.no_grad():
         for xb, yb in valid_dl:
-            with torch.autocast("cpu", torch.bfloat16):
+            with precision.autocast("cpu"):
                 out = model(to_input(xb)).float()
             F.cross_entropy(out, yb)  # the Learner reports the validation loss too
             correct += (out.argmax(1) == yb).sum().item()
@@ -125,13 +130,13 @@ def warm_up(data: ChapterData) -> None:
     learn = resnet_stage.fastai_learner(data, seed=0)
     learn.model.train()
     for i, (xb, yb) in enumerate(learn.dls.train):
-        with torch.autocast("cpu", torch.bfloat16):
+        with learn.precision.autocast("cpu"):
             out = learn.model(xb)
         F.cross_entropy(out.float(), yb).backward()
         if i == 2:
             break
     learn.model.eval()
-    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+    with torch.no_grad(), learn.precision.autocast("cpu"):
         for xb, _ in learn.dls.valid:
             learn.model(xb)
 
@@ -147,11 +152,14 @@ def main(argv=None):
     ap.add_argument("--variant", choices=sorted(VARIANTS), default="fastai", help="the stage as fastai builds it, "
                     "or one of the accuracy experiments of benchmarks/NOTES.md (their records are written to "
                     "results/resnet-VARIANT.json)")
+    ap.add_argument("--tag", default="", help="a machine class to name the records by (e.g. avx2: "
+                    "results/resnet-avx2.json, results/fastai-resnet18-avx2.json)")
     args = ap.parse_args(argv)
     variant = VARIANTS[args.variant]
+    fastai_path = RESULTS / f"fastai-resnet18{'-' + args.tag if args.tag else ''}.json"
     if args.with_fastai:
-        run_fastai(args.seeds or [42, 1, 2])
-    fastai = fastai_record()
+        run_fastai(args.seeds or [42, 1, 2], out=fastai_path)
+    fastai = fastai_record(fastai_path)
     args.seeds = args.seeds or [r["seed"] for r in fastai["runs"]]
     data = ChapterData.load()
     warm_up(data)
@@ -169,8 +177,9 @@ def main(argv=None):
     epoch, stage = median([r["epoch_s"] for r in ours]), median([r["stage_s"] for r in ours])
     mean_acc = sum(r["accuracy"] for r in ours) / len(ours)
     versus = versus_fastai(ours, fastai)
+    facts = describe_machine("cpu")
     record = {"claim": "resnet18 fit_one_cycle(1, 0.1) on 3 vs 7: ours vs fastai (measured) and plain PyTorch",
-              "batch_size": resnet_stage.BS, "ours": ours, "ours_epoch_s": epoch, "ours_stage_s": stage,
+              "machine_class": machine_class(facts), "precision": facts["precision"], "batch_size": resnet_stage.BS, "ours": ours, "ours_epoch_s": epoch, "ours_stage_s": stage,
               "ours_mean_accuracy": mean_acc, "book_accuracy": BOOK_ACC, **versus, "plain": plain}
     print(f"ours: mean accuracy {mean_acc:.4f} (book {BOOK_ACC}), median epoch {epoch:.2f} s, stage {stage:.2f} s")
     print(f"fastai over {len(versus['fastai_accuracies'])} seeds: mean accuracy {versus['fastai_mean_accuracy']:.4f} "
@@ -183,7 +192,7 @@ def main(argv=None):
                       plain_mean_accuracy=sum(r["accuracy"] for r in plain) / len(plain))
         print(f"vs plain PyTorch's {plain_s:.2f} s: {plain_s / epoch:.2f}x")
     record["variant"] = args.variant
-    name = "resnet" if args.variant == "fastai" else f"resnet-{args.variant}"
+    name = ("resnet" if args.variant == "fastai" else f"resnet-{args.variant}") + (f"-{args.tag}" if args.tag else "")
     print(f"wrote {write_record(name, record)}")
 
 

@@ -250,7 +250,7 @@ def test_tta_scores_the_final_model_with_the_test_time_shifts(digits):
     plain = FastTrainer(fast_config(epochs=2, bs=128, lr=0.05, augment=False), data)
     with_tta = FastTrainer(fast_config(epochs=2, bs=128, lr=0.05, augment=False, tta=True), data)
     r_plain, r_tta = plain.run(0), with_tta.run(0)
-    assert r_plain.accuracy == plain.accuracy()
+    assert r_plain.accuracy == plain.validate()["accuracy"]
     probs = sum(torch.softmax(inference.logits(with_tta.model, data.valid.images, shift=s, autocast=with_tta.autocast), 1)
                 for s in inference.TTA_SHIFTS) / len(inference.TTA_SHIFTS)
     assert r_tta.accuracy == exact_accuracy(probs.argmax(1), data.valid.labels)
@@ -285,10 +285,3 @@ def test_a_saved_config_comes_back_equal_and_old_fast_records_read_as_the_fast_e
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     old = {"model": "fastcnn", "epochs": 2, "eval_bs": 2000, "path": "fast", "augment": False}  # a FastConfig record
     assert TrainConfig.from_dict(old) == TrainConfig(engine="fast", epochs=2, augment=False, valid_size=0)
-
-
-def test_the_fast_engine_refuses_what_only_the_learner_does(tmp_path):
-    from digitlab.train.fit import fit
-
-    with pytest.raises(ConfigError, match="fast engine trains start to end"):
-        fit(TrainConfig(engine="fast", task="3v7"), run_dir=tmp_path, resume=True)

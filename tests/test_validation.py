@@ -15,7 +15,7 @@ from digitlab.data.mnist import Split
 from digitlab.data.tasks import TaskData, load_task, stratified_split
 from digitlab.errors import ConfigError
 from digitlab.predict import Classifier
-from digitlab.train.fit import fit
+from digitlab.train.fit import EpochLogs, fit
 
 from test_config_files import SMALL, digitlab
 
@@ -78,7 +78,7 @@ def test_training_never_reads_the_test_set_before_the_final_score(engine):
     try:
         with pytest.raises(AssertionError, match="test set was read"):  # the poison works
             data.test.images.float()
-        result = fit(cfg, data=data, on_epoch=open_after_last_epoch)
+        result = fit(cfg, [EpochLogs(open_after_last_epoch)], data=data)
     finally:
         Poisoned.open = False
     s = result.summary

@@ -93,6 +93,8 @@ def write(runs: list[dict], args) -> dict:
         "environment": {"fastai": fastai.__version__, "torch": torch.__version__,
                         "torchvision": torchvision.__version__, "python": platform.python_version(),
                         "threads": torch.get_num_threads(), "cpu": cpu_name(), "cores": os.cpu_count(),
+                        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # AVX2, AVX512, ...
+                        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
                         "when": time.strftime("%Y-%m-%d %H:%M:%S")},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from .data.tasks import load_task, task_of
 from .errors import ConfigError
 from .runs import new_run_dir, record_run, resolve_model_file, write_json
 from .train.fast import fast_fit
-from .train.fit import fit
+from .train.fit import EpochLogs, fit
 from .weights import load_model
 
 
@@ -91,7 +91,7 @@ def train_recipe(recipe: Recipe, runs_root="runs", run_name: str | None = None,
     device, data (None keeps the recipe's)."""
     cfg = recipe.train_config(**overrides)
     run = new_run_dir(runs_root, run_name, f"recipe-{recipe.name}")
-    result = fit(cfg, on_epoch=(lambda log: printer(epoch_line(log))) if printer else None)
+    result = fit(cfg, [EpochLogs(lambda log: printer(epoch_line(log)))] if printer else [])
     record_run(result, run)
     return run, result.summary
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -220,8 +220,7 @@ def run_config(run: str | Path) -> TrainConfig:
 
 def train_run(cfg: TrainConfig | None = None, runs_root: str | Path = RUNS_ROOT, name: str | None = None,
               resume: str | Path | None = None, checkpoint_every: int | None = None,
-              cbs: Iterable[Callback] = (), plots: bool = True,
-              on_epoch: Callable[[dict], None] | None = None) -> tuple[Path, TrainResult]:
+              cbs: Iterable[Callback] = (), plots: bool = True) -> tuple[Path, TrainResult]:
     """`digitlab train`: a new run folder (or, with `resume`, an interrupted one continued exactly), training
     with checkpoints, then the run record (metrics, weights, plots, report). (run folder, result)
 
@@ -237,31 +236,11 @@ def train_run(cfg: TrainConfig | None = None, runs_root: str | Path = RUNS_ROOT,
         if world_size > 1 and resume is None:
             run = Path(distributed.broadcast_from_rank0(str(run) if run else "", resolve_device(cfg.device)))
         live = writer_or_none(run / TENSORBOARD_DIR) if rank == 0 else None
-        cbs, on_epoch = live_logging(live, cfg.engine, cbs if rank == 0 else [], on_epoch if rank == 0 else None)
-        result = fit(cfg, cbs, run_dir=run, resume=resume is not None, checkpoint_every=checkpoint_every,
-                     on_epoch=on_epoch)
-        if live is not None and cfg.engine == "fast":
-            live.steps("lr", result.lrs)  # the fast engine's schedule is known only as a whole
+        cbs = [*cbs, *([TensorBoardLog(live)] if live is not None else [])] if rank == 0 else []
+        result = fit(cfg, cbs, run_dir=run, resume=resume is not None, checkpoint_every=checkpoint_every)
         if rank == 0:
             record_run(result, run, plots, live)
     finally:
         distributed.shutdown()
     return run, result
 
-
-def live_logging(writer: RunWriter | None, engine: str, cbs: Iterable[Callback],
-                 on_epoch: Callable[[dict], None] | None) -> tuple[list[Callback], Callable[[dict], None] | None]:
-    """The Learner callbacks and the per-epoch hook, with TensorBoard logging added while training runs: a
-    callback on the Learner engine (per-step loss and lr, per-epoch metrics), the hook on the fast engine
-    (which takes no callbacks)."""
-    cbs = list(cbs)
-    if writer is None:
-        return cbs, on_epoch
-    if engine == "learner":
-        return [*cbs, TensorBoardLog(writer)], on_epoch
-
-    def log_epoch(log: dict) -> None:
-        writer.epoch(log)
-        if on_epoch is not None:
-            on_epoch(log)
-    return cbs, log_epoch

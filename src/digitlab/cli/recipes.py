@@ -109,14 +109,14 @@ def lr_find_cmd(
     Example: [bold]digitlab lr-find --model resnet18 --task 3v7 --bs 64[/]
     """
     from ..config import TrainConfig  # deferred: keeps --help fast
-    from ..data.tasks import load_task  # deferred: keeps --help fast
+    from ..data.tasks import load_task_for  # deferred: keeps --help fast
     from ..train.lr_find import lr_find_figure  # deferred: keeps --help fast
     from ..train.fit import build_learner, resolve_device  # deferred: keeps --help fast
     from ..viz.figures import save  # deferred: keeps --help fast
 
     cfg = TrainConfig(task=task, model=model, bs=bs, opt=opt, seed=seed, device=device, schedule="constant",
                       data=str(data) if data else None)
-    learn = build_learner(cfg, load_task(cfg.task, cfg.data, cfg.valid_size, cfg.classes, cfg.valid_pct), resolve_device(cfg.device))
+    learn = build_learner(cfg, load_task_for(cfg), resolve_device(cfg.device))
     res = learn.lr_find(start_lr, end_lr, num_it)
     path = save(lr_find_figure(res), png)
     if as_json:

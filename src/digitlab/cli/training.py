@@ -70,7 +70,6 @@ def train(
     from ..config import TrainConfig  # deferred: keeps --help fast
     from ..train.progress import ProgressCallback  # deferred: keeps --help fast
     from ..train.distributed import world  # deferred: keeps --help fast
-    from ..recipes import epoch_line  # deferred: keeps --help fast
     from ..runs import train_run  # deferred: keeps --help fast
     from ..train.fit import divergence_message  # deferred: keeps --help fast
 
@@ -85,17 +84,13 @@ def train(
                  lr=lr, bs=bs, opt=opt, mom=mom, wd=wd, schedule=schedule, label_smoothing=label_smoothing,
                  augment=augment, seed=seed, device=device, engine=engine, precision=precision, tta=tta,
                  data=str(data) if data else None)
-    needs_learner = bool(checkpoint_every) or world()[1] > 1  # only the Learner checkpoints and shards
+    needs_learner = world()[1] > 1  # only the Learner engine shards over processes
     cfg = None if resume else TrainConfig.resolve(config, needs_learner=needs_learner, **given)
     if print_config:
         print(cfg.to_toml() if cfg else Path(resume, "config.toml").read_text(), end="")
         return 0
     mode = "quiet" if quiet or as_json else "auto"
-    if (cfg or TrainConfig()).engine == "learner":
-        cbs, on_epoch = [ProgressCallback(out, mode)], None
-    else:  # the fast engine has no callbacks: one plain line per epoch
-        cbs, on_epoch = [], None if mode == "quiet" else lambda log: out.print(epoch_line(log), highlight=False)
-    run, result = train_run(cfg, runs, name, resume, checkpoint_every, cbs=cbs, on_epoch=on_epoch)
+    run, result = train_run(cfg, runs, name, resume, checkpoint_every, cbs=[ProgressCallback(out, mode)])
     s = result.summary
     if rank != 0:  # under torchrun only rank 0 speaks
         return 0

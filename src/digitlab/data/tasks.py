@@ -159,6 +159,12 @@ def load_task(task: str = "digits", root: str | Path | None = None, valid_size: 
     return TaskData(train, valid, names, test=splits["valid"], mean=mean, std=std, info=info)
 
 
+def load_task_for(cfg) -> TaskData:
+    """The data a TrainConfig names (its task, data, valid_size, classes and valid_pct): the one place a config
+    becomes its data, for both engines and the commands."""
+    return load_task(cfg.task, cfg.data, cfg.valid_size, cfg.classes, cfg.valid_pct)
+
+
 def to_input(xb: torch.Tensor) -> torch.Tensor:
     """uint8 images (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1]: what every image model takes."""
     return xb.unsqueeze(1).float().div_(255)

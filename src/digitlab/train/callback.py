@@ -10,8 +10,11 @@ from __future__ import annotations
 
 
 class Callback:
-    """Base class: define methods named after events; lower `order` runs first."""
+    """Base class: define methods named after events; lower `order` runs first. A callback whose batch events
+    are a refinement, not its job (progress, recording), says `batch_events_optional = True`: the fast engine,
+    which has no batch events, then runs it per epoch (train/fast_learner.py)."""
     order = 0
+    batch_events_optional = False
 
 
 class CancelFitException(Exception):

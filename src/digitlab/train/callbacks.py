@@ -16,6 +16,7 @@ class Recorder(Callback):
     `values` is fastai's view: one row per epoch of [train_loss, valid_loss, *metrics].
     """
     order = 50
+    batch_events_optional = True  # the fast engine hands over a pass's losses and rates at once (after_train)
     restored = False  # set by load_state_dict: the next fit keeps the history loaded from a checkpoint
 
     def before_fit(self, learn):
@@ -27,6 +28,11 @@ class Recorder(Callback):
         if learn.training:
             self._losses.append(learn.loss.detach())  # stays on the device: no sync per batch
             self.lrs.append(current_lr(learn.opt))
+
+    def after_train(self, learn):
+        if learn.batch_losses is not None:  # a pass without batch events (the fast engine)
+            self._losses.extend(learn.batch_losses.unbind())
+            self.lrs.extend(learn.batch_lrs)
 
     def after_epoch(self, learn):
         self.logs.append(dict(learn.log))
@@ -73,8 +79,10 @@ class PrintEpochs(Callback):
 
 
 class NanGuard(Callback):
-    """Stop training when the loss becomes NaN or infinite, recording where in `learn.diverged`."""
+    """Stop training when the loss becomes NaN or infinite, recording where in `learn.diverged`: at that batch,
+    or (an engine without batch events) at the end of the training pass, at its first non-finite step."""
     order = 5
+    batch_events_optional = True
 
     def before_fit(self, learn):
         learn.diverged = None
@@ -82,6 +90,15 @@ class NanGuard(Callback):
     def after_loss(self, learn):
         if learn.training and not math.isfinite(learn.loss.item()):
             learn.diverged = {"epoch": learn.epoch, "step": learn.iter, "loss": learn.loss.item()}
+            raise CancelFitException()
+
+    def after_train(self, learn):
+        if learn.batch_losses is None:
+            return
+        bad = (~torch.isfinite(learn.batch_losses)).nonzero()
+        if len(bad):
+            step = int(bad[0])
+            learn.diverged = {"epoch": learn.epoch, "step": step, "loss": learn.batch_losses[step].item()}
             raise CancelFitException()
 
 

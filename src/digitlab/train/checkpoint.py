@@ -165,9 +165,11 @@ class Checkpointer(Callback):
 
     After a signal the current step finishes, the checkpoint is written, and the fit stops with
     learn.interrupted = "SIGINT" or "SIGTERM". A second signal exits the process at once (status 130).
-    Only the process with `write=True` writes (rank 0 of a distributed run).
+    Only the process with `write=True` writes (rank 0 of a distributed run). On an engine without batch events
+    (the fast engine) both happen at the epoch's end: that is where it can stop.
     """
     order = 90
+    batch_events_optional = True
 
     def __init__(self, path: str | Path, every: int | None = None, config: dict | None = None, write: bool = True,
                  handle_signals: bool = True):

@@ -31,7 +31,7 @@ from ..config import TrainConfig
 from ..data.augment import random_affine
 from ..data.loader import epoch_permutation
 from ..data.mnist import Split
-from ..data.tasks import TaskData, load_task, to_input
+from ..data.tasks import TaskData, load_task_for, to_input
 from ..errors import ConfigError
 from ..hardware import resolve_precision
 from ..models.layers import set_normalization
@@ -87,6 +87,8 @@ class FastTrainer:
         self.xb = torch.zeros(cfg.bs, 1, 28, 28, device=self.device)
         self.yb = torch.zeros(cfg.bs, dtype=torch.long, device=self.device)
         self.loss_sum = torch.zeros((), device=self.device)
+        self.last_loss = torch.zeros((), device=self.device)  # the step's loss (a static buffer under a graph)
+        self.step_losses = torch.zeros(self.steps_per_epoch, device=self.device)  # this epoch's, read at its end
         self.graph = None
         self.staging: dict[tuple, torch.Tensor] = {}  # pinned host buffers for upload(), one per slot
         self.forward_loss, self.update = self.plain_forward_loss, self.opt.foreach_step
@@ -117,6 +119,7 @@ class FastTrainer:
             if self.scaler.unscale(self.model.parameters()):
                 self.update()
         self.loss_sum += loss.detach()
+        self.last_loss.copy_(loss.detach())
 
     def step(self) -> None:
         if self.graph is not None:
@@ -148,7 +151,8 @@ class FastTrainer:
 
     def state_tensors(self) -> list[torch.Tensor]:
         """Everything a step changes: parameters, BatchNorm statistics, momentum, the loss sum."""
-        return [*self.model.state_dict().values(), *(s["mom_buf"] for s in self.opt.state.values()), self.loss_sum]
+        return [*self.model.state_dict().values(), *(s["mom_buf"] for s in self.opt.state.values()), self.loss_sum,
+                self.last_loss]
 
     # --- data -----------------------------------------------------------------------------------------------
     def epoch_data(self, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,62 +220,73 @@ class FastTrainer:
         if self.scaler is not None:
             self.scaler = LossScaler()
 
-    def run(self, seed: int = 0, track: bool = False, epochs: int | None = None, strict: bool = False,
-            after_epoch: Callable[[dict], None] | None = None) -> TrainResult:
-        """Train from scratch with `seed` for the config's epochs (or `epochs`: a warm-up run); score at the end
-        (with test-time augmentation when the config asks), and after every epoch with `track` (each epoch's log
-        goes to `after_epoch`). `strict` (CUDA) makes any host synchronisation inside the training loop an
-        error: the proof that the host only queues work."""
+    def prepare(self, seed: int, n_epochs: int) -> None:
+        """Ready a run of `n_epochs` from scratch with `seed`: the graph captured (once), fresh weights, the
+        pinned buffers and the one-cycle schedule of the whole run (step i's lr and momentum)."""
         if self.use_graph and self.graph is None:
             self.capture()
         self.reset(seed)
-        cfg, n_epochs = self.cfg, epochs or self.cfg.epochs
-        self.reserve_staging(max(n_epochs, cfg.epochs))
+        self.seed, self.n_epochs = seed, n_epochs
+        self.reserve_staging(max(n_epochs, self.cfg.epochs))
         total = n_epochs * self.steps_per_epoch
-        schedule = [one_cycle(i, total, cfg.lr) for i in range(total)]
-        history = []
+        self.schedule = [one_cycle(i, total, self.cfg.lr) for i in range(total)]
+
+    def train_epoch(self, epoch: int, strict: bool = False) -> None:
+        """Epoch `epoch` of the prepared run: every step queued, nothing read back (the loss is summed on the
+        device, each step's loss kept in `step_losses`). `strict` (CUDA) makes any host synchronisation an error:
+        the proof that the host only queues work."""
+        cfg, spe = self.cfg, self.steps_per_epoch
+        if strict and self.cuda:
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            x, y = self.epoch_data(self.seed, epoch)
+            for i in range(spe):
+                lr, mom = self.schedule[epoch * spe + i]
+                self.hypers["lr"].fill_(lr)
+                self.hypers["mom"].fill_(mom)
+                self.xb.copy_(x[i * cfg.bs:(i + 1) * cfg.bs])
+                self.yb.copy_(y[i * cfg.bs:(i + 1) * cfg.bs])
+                self.step()
+                self.step_losses[i].copy_(self.last_loss)
+        finally:
+            if strict and self.cuda:
+                torch.cuda.set_sync_debug_mode("default")
+
+    def epoch_loss(self) -> float:
+        """The mean training loss since the last call (one host read), and the sum reset."""
+        loss = self.loss_sum.item() / self.steps_per_epoch
+        self.loss_sum.zero_()
+        return loss
+
+    def validate(self) -> dict:
+        """valid_loss and accuracy of the validation split, computed on the device: one host read."""
+        logits = inference.logits(self.model, self.x_valid, EVAL_BS, autocast=self.autocast)
+        loss = F.cross_entropy(logits, self.y_valid)
+        return {"valid_loss": loss.item(), "accuracy": exact_accuracy(logits.argmax(1), self.y_valid)}
+
+    def run(self, seed: int = 0, epochs: int | None = None, strict: bool = False) -> TrainResult:
+        """Train from scratch with `seed` for the config's epochs (or `epochs`: a warm-up run) without stopping
+        between epochs, and score at the end (with test-time augmentation when the config asks): how speedruns
+        and benchmarks time the engine. A run that reports each epoch, checkpoints or takes callbacks is
+        `digitlab.train.fit` (FastLearner)."""
+        cfg, n_epochs = self.cfg, epochs or self.cfg.epochs
+        self.prepare(seed, n_epochs)
         self.sync()
         start = time.perf_counter()
         for epoch in range(n_epochs):
-            if strict and self.cuda:
-                torch.cuda.set_sync_debug_mode("error")
-            try:
-                x, y = self.epoch_data(seed, epoch)
-                for i in range(self.steps_per_epoch):
-                    lr, mom = schedule[epoch * self.steps_per_epoch + i]
-                    self.hypers["lr"].fill_(lr)
-                    self.hypers["mom"].fill_(mom)
-                    self.xb.copy_(x[i * cfg.bs:(i + 1) * cfg.bs])
-                    self.yb.copy_(y[i * cfg.bs:(i + 1) * cfg.bs])
-                    self.step()
-            finally:
-                if strict and self.cuda:
-                    torch.cuda.set_sync_debug_mode("default")
-            if track:
-                entry = {"epoch": epoch, "train_loss": self.loss_sum.item() / self.steps_per_epoch,
-                         **({"accuracy": self.accuracy()} if len(self.y_valid) else {}),
-                         "seconds": time.perf_counter() - start}
-                self.loss_sum.zero_()
-                history.append(entry)
-                if after_epoch is not None:
-                    after_epoch(entry)
+            self.train_epoch(epoch, strict)
         scores, probs = final_scores(lambda split: self.probs(split, cfg.tta), self.data)
         seconds = time.perf_counter() - start
-        if not track:
-            history.append({"epoch": n_epochs - 1, "train_loss": self.loss_sum.item() / total})
+        history = [{"epoch": n_epochs - 1, "train_loss": self.loss_sum.item() / (n_epochs * self.steps_per_epoch)}]
+        self.loss_sum.zero_()
         run_cfg = cfg.replace(seed=seed, epochs=n_epochs)
         summary = summarize(run_cfg, self.model, scores, history, seconds, self.device, self.classes, self.precision)
-        lrs = [lr for lr, _ in schedule]  # per-batch losses stay on the device, summed: only lrs are recorded
+        lrs = [lr for lr, _ in self.schedule]  # per-batch losses stay on the device, summed: only lrs are recorded
         return TrainResult(run_cfg, self.model, summary, history, lrs=lrs, probs=probs, data=self.data)
 
     def sync(self) -> None:
         if self.cuda:
             torch.cuda.synchronize(self.device)
-
-    def accuracy(self) -> float:
-        """Validation accuracy, computed on the device: one host read."""
-        logits = inference.logits(self.model, self.x_valid, EVAL_BS, autocast=self.autocast)
-        return exact_accuracy(logits.argmax(1), self.y_valid)
 
     def probs(self, split: Split, tta: bool = False) -> torch.Tensor:
         """Class probabilities (on the CPU) of a split, optionally averaged over the TTA shifts; the validation
@@ -285,18 +300,17 @@ class FastTrainer:
 
 
 def fast_fit(cfg: TrainConfig, seeds=(0,), data: TaskData | None = None, device: str = "auto",
-             warmup: bool | None = None, track: bool = False,
-             after_run: Callable[[FastTrainer, TrainResult], None] | None = None,
+             warmup: bool | None = None, after_run: Callable[[FastTrainer, TrainResult], None] | None = None,
              ) -> tuple[FastTrainer, list[TrainResult]]:
     """Train once per seed with one trainer. With `warmup` (default: on CUDA), an untimed one-epoch run first
     settles allocations, cuDNN's kernel choices and the CUDA graph ("time after a warm-up run"). `after_run` sees
     the trainer after each seed's run, while it still holds that run's weights (the next run overwrites them)."""
-    trainer = FastTrainer(cfg, data or load_task(cfg.task, cfg.data, cfg.valid_size, cfg.classes, cfg.valid_pct), resolve_device(device))
+    trainer = FastTrainer(cfg, data or load_task_for(cfg), resolve_device(device))
     if trainer.cuda if warmup is None else warmup:
         trainer.run(seeds[0], epochs=1)
     results = []
     for seed in seeds:
-        results.append(trainer.run(seed, track))
+        results.append(trainer.run(seed))
         if after_run is not None:
             after_run(trainer, results[-1])
     return trainer, results

@@ -1,7 +1,8 @@
 """From a TrainConfig to a trained model: `fit` runs the config on its engine and scores the final model once.
 
-Nothing here writes a run folder (digitlab.runs does); with a `run_dir`, the Learner engine keeps its checkpoint
-there so that a run can be continued exactly.
+Both engines are a Learner (the chapter's, or FastLearner: train/fast_learner.py) with the same callbacks:
+recording, the NaN guard, checkpoints, progress, TensorBoard. Nothing here writes a run folder (digitlab.runs
+does); with a `run_dir`, the checkpoint is kept there so that a run can be continued exactly.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from .. import inference
 from ..config import TrainConfig
 from ..data.loader import DataLoader, DataLoaders
-from ..data.tasks import TaskData, load_task, to_input
+from ..data.tasks import TaskData, load_task_for, to_input
 from ..errors import ConfigError
 from ..hardware import resolve_precision
 from ..models.layers import set_normalization
@@ -25,6 +26,7 @@ from .callback import Callback
 from .callbacks import BatchAugment, NanGuard, Recorder
 from .checkpoint import Checkpointer, load_checkpoint, restore
 from .fast import FastTrainer
+from .fast_learner import FastLearner
 from .learner import Learner
 from .losses import cross_entropy
 from .metrics import accuracy
@@ -89,7 +91,7 @@ def build_learner(cfg: TrainConfig, data: TaskData, device: torch.device, cbs: I
 
 
 class EpochLogs(Callback):
-    """Hands each epoch's log to a function: progress lines that read the same from either engine."""
+    """Hands each epoch's log to a function (a dict), on either engine."""
     order = 70
 
     def __init__(self, on_epoch: Callable[[dict], None]):
@@ -99,41 +101,45 @@ class EpochLogs(Callback):
         self.on_epoch(dict(learn.log))
 
 
+def build_fast_learner(cfg: TrainConfig, data: TaskData, device: torch.device, cbs: Iterable[Callback] = ()
+                       ) -> FastLearner:
+    """The fast engine for a config: its own one-cycle schedule and augmentation, the standard recording and
+    divergence guard as callbacks."""
+    return FastLearner(FastTrainer(cfg, data, device), cfg.seed, [Recorder(), NanGuard(), *cbs])
+
+
 def fit(cfg: TrainConfig, cbs: Iterable[Callback] = (), data: TaskData | None = None, run_dir: Path | None = None,
-        resume: bool = False, checkpoint_every: int | None = None,
-        on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+        resume: bool = False, checkpoint_every: int | None = None) -> TrainResult:
     """Train per the config on its engine, then score the final model once: the validation split, a temperature
-    fitted on it, and the test split, read for the first time (train.result.final_scores).
-    `on_epoch` gets each epoch's log (a dict) on either engine; `cbs` are Learner callbacks.
+    fitted on it, and the test split, read for the first time (train.result.final_scores). `cbs` are callbacks
+    (on the fast engine, those that need every batch are refused: train/fast_learner.py).
 
-    Learner engine: with `run_dir`, a checkpoint is kept there (every epoch, every `checkpoint_every` steps, and
-    on SIGINT or SIGTERM), and `resume=True` continues from it exactly. The fast engine has no callbacks,
-    checkpoints or processes: it trains start to end (see train/fast.py).
+    With `run_dir`, a checkpoint is kept there (every epoch, every `checkpoint_every` steps on the Learner engine,
+    and on SIGINT or SIGTERM: at once on the Learner engine, at the epoch's end on the fast one), and
+    `resume=True` continues from it exactly.
     """
-    data = data or load_task(cfg.task, cfg.data, cfg.valid_size, cfg.classes, cfg.valid_pct)
-    if cfg.engine == "fast":
-        if resume or checkpoint_every or distributed.world()[1] > 1 or list(cbs):
-            raise ConfigError("the fast engine trains start to end in one process, without callbacks or "
-                              "checkpoints; use engine learner to resume, checkpoint or train on several processes.")
-        return FastTrainer(cfg, data, resolve_device(cfg.device)).run(cfg.seed, track=True, after_epoch=on_epoch)
-    cbs = [*cbs, *([EpochLogs(on_epoch)] if on_epoch else [])]
-    return fit_learner(cfg, cbs, data, run_dir, resume, checkpoint_every)
-
-
-def fit_learner(cfg: TrainConfig, cbs: Iterable[Callback], data: TaskData, run_dir: Path | None, resume: bool,
-                checkpoint_every: int | None) -> TrainResult:
-    """The Learner engine: see `fit`."""
+    data = data or load_task_for(cfg)
     rank, world_size, _ = distributed.world()
     device = resolve_device(cfg.device)
+    if cfg.engine == "fast" and world_size > 1:
+        raise ConfigError("the fast engine trains in one process (its data and step live on one device); use "
+                          "--engine learner to train on several processes.")
     if world_size > 1:
         device = distributed.init(device)
     ckpt = Path(run_dir) / CHECKPOINT_FILE if run_dir is not None else None
     extra = [Checkpointer(ckpt, checkpoint_every, cfg.to_dict(), write=rank == 0)] if ckpt else []
-    learn = build_learner(cfg, data, device, [*extra, *cbs], rank, world_size)
+    if cfg.engine == "fast":
+        learn = build_fast_learner(cfg, data, device, [*extra, *cbs])
+        probs_of = lambda split: learn.trainer.probs(split, cfg.tta)  # noqa: E731
+    else:
+        learn = build_learner(cfg, data, device, [*extra, *cbs], rank, world_size)
+        autocast = lambda: learn.precision.autocast(device.type)  # noqa: E731  (scored as it trained)
+        probs_of = lambda split: inference.class_probs(learn.model, split.images, VALID_BS, cfg.tta,  # noqa: E731
+                                                       autocast, mirror=cfg.aug_flip)
     if resume:
         restore(learn, ckpt, cfg.to_dict())
     start = time.perf_counter()
-    learn.fit(cfg.epochs, cfg.lr, validate=len(data.valid) > 0)
+    learn.fit(cfg.epochs, validate=len(data.valid) > 0)
     seconds = time.perf_counter() - start
     rec = next(cb for cb in learn.cbs if isinstance(cb, Recorder))
     kept = learn.diverged is not None and ckpt is not None and ckpt.exists()
@@ -141,9 +147,7 @@ def fit_learner(cfg: TrainConfig, cbs: Iterable[Callback], data: TaskData, run_d
         restore_weights(learn.model, ckpt)  # the last good weights, not the NaNs
     if learn.diverged is not None:
         learn.diverged["kept_checkpoint"] = kept
-    autocast = lambda: learn.precision.autocast(device.type)  # noqa: E731  (scored as it trained)
-    scores, probs = final_scores(lambda split: inference.class_probs(learn.model, split.images, VALID_BS, cfg.tta,
-                                                                        autocast, mirror=cfg.aug_flip), data)
+    scores, probs = final_scores(probs_of, data)
     status = "diverged" if learn.diverged else "interrupted" if learn.interrupted else "finished"
     summary = summarize(cfg, learn.model, scores, rec.logs, seconds, device, data.classes, learn.precision, status,
                         learn.diverged, learn.interrupted)

@@ -38,6 +38,8 @@ class Learner:
     (training steps done before this fit's first batch: nonzero when it continues a loaded state, so schedules
     continue mid-way), diverged (NanGuard: where the loss stopped being finite, else None) and interrupted
     (Checkpointer: the signal that stopped the fit, else None). Where training stands is state_dict().
+    batch_losses and batch_lrs are None and empty here; an engine that runs a training pass without batch events
+    (FastLearner) sets them to the pass's per-batch losses and learning rates before after_train.
     `precision` (digitlab.hardware) is the forward pass's arithmetic: fp32, or bf16/fp16 autocast with float32
     scores for the loss and metrics; fp16 adds a `scaler` (loss_scale.py) and skips steps whose gradients overflow.
     """
@@ -54,6 +56,8 @@ class Learner:
         self.dl = self.xb = self.yb = self.preds = self.loss = None
         self.sums, self.count = torch.zeros(1), 0
         self.diverged: dict | None = None
+        self.batch_losses: torch.Tensor | None = None
+        self.batch_lrs: list[float] = []
         self.interrupted: str | None = None
         # the position (state_dict): training batches done in `epoch`, whether `epoch` has ended, a loaded position
         # the next fit continues from, and the epochs of earlier fits (each fit sees new data orders)

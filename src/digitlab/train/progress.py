@@ -41,7 +41,7 @@ class ProgressCallback(Callback):
     `mode` is "auto" (bar when the console is a terminal), "bar", "lines" or "quiet" (nothing at all).
     """
     order = 70  # after the Recorder (50): the log is complete when a row is printed
-
+    batch_events_optional = True  # the fast engine's bar moves once per pass
     def __init__(self, console: Console | None = None, mode: str = "auto", printer: Callable | None = None):
         self.console = console or Console()
         if mode == "auto":
@@ -83,6 +83,10 @@ class ProgressCallback(Callback):
             loss = f"loss {learn.loss.item():.4f}" if learn.training else ""
             self.progress.update(self.task, completed=done, loss=loss)
             self.last = now
+
+    def after_train(self, learn):
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, completed=learn.n_iter)
 
     def after_epoch(self, learn):
         if self.mode == "quiet":

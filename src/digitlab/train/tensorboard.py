@@ -86,9 +86,10 @@ def writer_or_none(log_dir: str | Path) -> RunWriter | None:
 
 
 class TensorBoardLog(Callback):
-    """The Learner engine's live log: each epoch, that epoch's per-step loss and learning rate, then its metrics.
+    """The live log of either engine: each epoch, that epoch's per-step loss and learning rate, then its metrics.
     Losses are kept on the device during the epoch and read once at its end (no sync per batch)."""
     order = 55  # after the Recorder, before progress printing
+    batch_events_optional = True  # the fast engine hands over a pass's losses and rates at once (after_train)
 
     def __init__(self, writer: RunWriter):
         self.writer, self.losses, self.lrs = writer, [], []
@@ -100,6 +101,10 @@ class TensorBoardLog(Callback):
         if learn.training:
             self.losses.append(learn.loss.detach())
             self.lrs.append(current_lr(learn.opt))
+
+    def after_train(self, learn):
+        if learn.batch_losses is not None:  # a pass without batch events (the fast engine)
+            self.losses, self.lrs = list(learn.batch_losses.unbind()), list(learn.batch_lrs)
 
     def after_epoch(self, learn):
         if self.losses:
