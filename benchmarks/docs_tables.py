@@ -53,8 +53,8 @@ def quickstart(results: Path) -> str:
             f"{pct(q['accuracy'])} test accuracy ({q['errors']} errors in 10000), `results/quickstart.json`")
 
 
-def resnet(results: Path) -> str:
-    rn, fa = record("resnet", results), record("fastai-resnet18", results)
+def resnet(results: Path, tag: str = "") -> str:
+    rn, fa = record(f"resnet{tag}", results), record(f"fastai-resnet18{tag}", results)
     plain = {r["seed"]: r for r in rn.get("plain", [])}
     fastai = {r["seed"]: r for r in fa["runs"]}
     rows = []
@@ -310,7 +310,8 @@ def ood_table(rec: dict, name: str = "ood") -> str:
     return "\n".join(lines)
 
 
-BLOCKS = {"suite": suite, "machines": machines, "quickstart": quickstart, "resnet": resnet, "tendigits": tendigits, "serve-load": serve_load,
+BLOCKS = {"suite": suite, "machines": machines, "quickstart": quickstart, "resnet": resnet,
+          "resnet-avx2": lambda results: resnet(results, "-avx2"), "tendigits": tendigits, "serve-load": serve_load,
           "predict-accuracy": predict_accuracy, "predict-speed": predict_speed, "distributed": distributed,
           "ensemble-cli": ensemble_cli, "validation-choices": validation_choices,
           "default-recipe-mnist": lambda results: default_recipe_runs("mnist", results),

@@ -10,13 +10,18 @@ from digitlab.config import TrainConfig
 from digitlab.data.catalogue import FASHION_MNIST, MNIST, default_recipe, known_set_at
 from digitlab.data.idx import write_idx
 from digitlab.errors import ConfigError
+from digitlab.hardware import auto_precision
 from digitlab.inference import TTA_SHIFTS, class_probs, logits
 
 
 def test_mnist_default_is_the_fast_engine_recipe_and_flags_win():
     assert known_set_at(None) is MNIST and default_recipe(None) == dict(MNIST.recipe)
     plain = TrainConfig.resolve(None)
-    assert (plain.engine, plain.epochs, plain.tta, plain.aug_flip) == ("fast", 20, True, False)
+    epochs = 20 if auto_precision("cpu").name == "bf16" else 12  # 12 where the CPU trains in fp32 (catalogue)
+    assert (plain.engine, plain.epochs, plain.tta, plain.aug_flip) == ("fast", epochs, True, False)
+    assert default_recipe(None, fp32_cpu=True) == {**dict(MNIST.recipe), "epochs": 12}
+    assert TrainConfig.resolve(None, precision="fp32", device="cpu").epochs == 12
+    assert TrainConfig.resolve(None, precision="bf16", device="cpu").epochs == 20
     assert TrainConfig.resolve(None, epochs=3, tta=False).epochs == 3
     assert TrainConfig.resolve(None, tta=False).tta is False
     assert TrainConfig.resolve(None, engine="learner").engine == "learner"

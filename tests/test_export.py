@@ -50,10 +50,12 @@ def test_exports_carry_the_classes(saved):
     onnx_path, _ = export_model(path, "onnx", path.parent / "meta.onnx")
     props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
     assert json.loads(props["classes"]) == list(range(10)) and json.loads(props["digitlab"])["model"] == "cnn"
+    assert json.loads(props["preparation"]) == {"kind": "handwriting"}  # what a caller does to a picture first
     ts_path, _ = export_model(path, "torchscript", path.parent / "meta.pt")
     extra = {"digitlab.json": ""}
     torch.jit.load(str(ts_path), _extra_files=extra)
     assert json.loads(extra["digitlab.json"])["classes"] == list(range(10))
+    assert json.loads(extra["digitlab.json"])["preparation"] == {"kind": "handwriting"}
 
 
 def test_a_wrong_export_is_caught(saved, tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 import pytest
 
+from digitlab.hardware import auto_precision
 from digitlab.speedrun import RECIPES, recipe_for, speedrun
 
 from test_cli import digitlab
@@ -15,7 +16,8 @@ def test_cpu_speedrun_to_99_percent():
     assert res["all_reached"] and run["accuracy"] >= 0.99, run
     # no wall-clock bar here (it would fail on a slower CPU, not on a bug): the times per machine class are in
     # benchmarks/results/speedrun-*.json
-    assert run["seconds"] > 0 and res["recipe"] == RECIPES["cpu"][0.99].to_dict()
+    expected = recipe_for(0.99, "cpu", auto_precision("cpu").name)  # fastcnn_small where the CPU trains in fp32
+    assert run["seconds"] > 0 and res["recipe"] == expected.to_dict()
 
 
 def test_each_device_kind_has_a_recipe_per_target():
@@ -24,6 +26,10 @@ def test_each_device_kind_has_a_recipe_per_target():
     for t in (0.99, 0.995, 0.997):
         assert recipe_for(t, "cuda") is RECIPES["cuda"][t] and recipe_for(t, "cuda").compile
         assert recipe_for(t, "cpu") is recipe_for(t, "mps") is RECIPES["cpu"][t] and not recipe_for(t, "cpu").compile
+        assert recipe_for(t, "cuda", "fp32") is RECIPES["cuda"][t]  # a GPU's recipes whatever its precision
+    # a CPU that trains in fp32 has its own 0.99 recipe; the others keep the bf16 CPU's
+    assert recipe_for(0.99, "cpu", "fp32") is RECIPES["cpu-fp32"][0.99] != RECIPES["cpu"][0.99]
+    assert recipe_for(0.995, "cpu", "fp32") is RECIPES["cpu"][0.995]
 
 
 def test_unknown_target_is_a_clear_error():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .data import preparation
 from .errors import DigitlabError
 from .ood import Detector, ScoredModel
 from .runs import resolve_model_file
@@ -50,7 +51,8 @@ def export_onnx(model: torch.nn.Module, path: str | Path, meta: dict) -> Path:
                           dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, external_data=False,
                           verbose=False)
     proto = onnx.load(str(path))
-    props = {"digitlab": json.dumps(meta), "classes": json.dumps(meta.get("classes"))}
+    props = {"digitlab": json.dumps(meta), "classes": json.dumps(meta.get("classes")),
+             "preparation": json.dumps(meta.get("preparation"))}  # what a caller does to a picture first
     if meta.get("ood"):
         props["ood_threshold"] = json.dumps(meta["ood"].get("threshold"))
     for key, value in props.items():
@@ -128,7 +130,9 @@ def export_model(run_or_file: str | Path, fmt: str = "onnx", out: str | Path | N
     if detector is not None and fmt == "onnx":  # the ONNX file returns the detector's score as a second output
         model = ScoredModel(model, detector)
     out = Path(out) if out else src.with_suffix(FORMATS[fmt])
-    meta = {**{k: meta[k] for k in ("model", "classes", "task", "ood") if k in meta}, "input": INPUT_SPEC}
+    # "preparation": how the caller must turn a picture into the input (data/preparation.py), as training read its own
+    meta = {**{k: meta[k] for k in ("model", "classes", "task", "ood") if k in meta}, "input": INPUT_SPEC,
+            "preparation": preparation.of_model(meta, str(src))}
     path = (export_onnx if fmt == "onnx" else export_torchscript)(model, out, meta)
     x = check_images.unsqueeze(1).float() if check_images is not None else example_input(64)
     check = check_export(model, path, fmt, x)

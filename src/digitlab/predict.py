@@ -1,8 +1,8 @@
 """A saved model's predictions on a user's own images: `Classifier.load(run_or_file).predict([image, ...])`.
 
-Each image is made to look like the model's training images, then the model scores them all in one batch: for a
-model of digits (its classes are ints) like an MNIST digit by `data.images.prepare_image`; for a model of named
-classes (Fashion-MNIST, image folders) by `data.images.prepare_whole` (grey, 28x28, light objects on black).
+Each image is made to look like the model's training images, then the model scores them all in one batch: the way
+its training images were read, saved in the model file (`data/preparation.py`: MNIST's handwriting preparation for
+digits, whole objects for Fashion-MNIST, exactly the folder loader's reading for an image-folder model).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import torch
 
 from . import ood
 from .data.idx import read_idx
-from .data.images import IMAGE_SUFFIXES, BlankImageError, expand_paths, prepare_image, prepare_whole
+from .data import preparation
+from .data.images import IMAGE_SUFFIXES, BlankImageError, expand_paths
 from .data.tasks import VALID_SIZE, TaskData, load_task, task_of
 from .errors import DataError, DigitlabError
 from .calibration import apply_temperature
@@ -65,9 +66,12 @@ class Outcome:
 class Classifier:
     """A saved model ready to predict: `Classifier.load(run_or_file).predict([image, ...])`."""
 
-    def __init__(self, model: torch.nn.Module, meta: dict, extras: dict[str, torch.Tensor] | None = None):
+    def __init__(self, model: torch.nn.Module, meta: dict, extras: dict[str, torch.Tensor] | None = None,
+                 where: str = "this model"):
         self.model, self.meta, self.classes = model.eval(), meta, list(meta["classes"])
         self.digits = all(isinstance(c, int) for c in self.classes)  # MNIST's classes are the digits themselves
+        # how a picture becomes an input, as the training images were read (data/preparation.py)
+        self.preparation = preparation.of_model(meta, where)
         self.temperature = float(meta.get("temperature") or 1.0)  # fitted on the validation split at training
         # the detector named in meta, with its statistics from `extras` (none given: the model alone, no detector)
         self.set_detector(ood.Detector.from_meta(meta, extras) if extras is not None else None)
@@ -82,7 +86,8 @@ class Classifier:
     @classmethod
     def load(cls, run_or_file: str | Path) -> "Classifier":
         """The model of a run folder or a .safetensors file (with its out-of-distribution detector, if any)."""
-        return cls(*load_model_and_extras(resolve_model_file(run_or_file)))
+        path = resolve_model_file(run_or_file)
+        return cls(*load_model_and_extras(path), where=str(path))
 
     @torch.inference_mode()
     def predict_inputs(self, inputs: torch.Tensor, bs: int = 1024) -> torch.Tensor:
@@ -106,8 +111,8 @@ class Classifier:
         return probs, None if self.detector is None else self.detector.score(logits, features)
 
     def prepare(self, source) -> torch.Tensor:
-        """One image as this model's input (28, 28): a digit made to look like MNIST's, or a whole object."""
-        return prepare_image(source) if self.digits else prepare_whole(source)
+        """One image as this model's input (28, 28), prepared as its training images were (data/preparation.py)."""
+        return preparation.prepare(self.preparation, source)
 
     def predictions(self, inputs: torch.Tensor) -> list[Prediction]:
         """A Prediction for each prepared input (N, 28, 28), flagged not a digit where the detector says so."""
@@ -138,6 +143,22 @@ class Classifier:
             for i, p in zip(slots, self.predictions(torch.stack(inputs))):
                 outcomes[i].prediction = p
         return outcomes
+
+
+def image_files(paths: list[str | Path]) -> list[Path]:
+    """Files as given; a folder stands for the images directly in it or, where it has none, in ImageFolder's
+    layout (class folders, or train/ and valid/ of class folders), for every image under it, as fastai's
+    get_image_files finds them (sorted; hidden files and folders left out)."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir() and not any(f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir()):
+            nested = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            if nested:
+                out += nested
+                continue
+        out += expand_paths([p])
+    return out
 
 
 def accuracy_on(clf: Classifier, images: list, labels: np.ndarray) -> dict:
@@ -208,7 +229,7 @@ def ood_images(clf: Classifier, source: str | Path) -> tuple[torch.Tensor, dict]
         raise DataError(f"{source}: no such file or folder. Give an IDX images file, a folder of IDX files or a "
                         f"folder of images.")
     inputs, blank = [], 0
-    for path in expand_paths([source]):
+    for path in image_files([source]):
         try:
             inputs.append(clf.prepare(path))
         except BlankImageError:

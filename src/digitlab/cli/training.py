@@ -303,24 +303,25 @@ def compare_cmd(selected: list[str], html: Path, as_json: bool) -> None:
 def predict(run: Path = typer.Argument(..., help="A run folder or a .safetensors file."),
             images: list[Path] = typer.Argument(..., help="PNG, JPEG or WebP files of single digits (or, for a "
                                                 "model of named classes, single objects), any size or colour; a "
-                                                "folder stands for the images in it."),
+                                                "folder stands for the images in it, or in its class folders."),
             as_json: bool = typer.Option(False, "--json", help="Print JSON: one object per image."),
             show: Optional[Path] = typer.Option(None, "--show", help="Save the 28x28 each image became (what the "
                                                 "model saw) as <folder>/<image name>.png.")):
     """Predict the class of each image: a digit, or for a model of named classes (Fashion-MNIST, image folders)
     its name ("label": "Sneaker"). For digits each image is made to look like MNIST first: grey, inverted if the
     paper is light, cropped to the ink, strokes evened, scaled into 20x20 and centred by mass in 28x28; a blank
-    image is answered as blank, not guessed. For named classes it is made grey and 28x28, inverted if its border
-    is light (the data sets' objects are light on black).
+    image is answered as blank, not guessed. A model of named classes prepares an image as its training images
+    were read (saved in the model): Fashion-MNIST's grey, 28x28, inverted if its border is light; an image-folder
+    model's exactly as the folder loader read its training images.
 
     Example: [bold]digitlab predict runs/my-run my_digit.png[/]
     Example: [bold]digitlab predict runs/my-run photos/ --json --show seen/[/]
     """
-    from ..data.images import expand_paths, save_input  # deferred: keeps --help fast
-    from ..predict import Classifier  # deferred: keeps --help fast
+    from ..data.images import save_input  # deferred: keeps --help fast
+    from ..predict import Classifier, image_files  # deferred: keeps --help fast
 
     clf = Classifier.load(run)
-    outcomes = clf.predict_many(expand_paths(images))
+    outcomes = clf.predict_many(image_files(images))
     if show:
         for o in outcomes:
             if o.prediction is not None:

@@ -121,11 +121,17 @@ def image_files(folder: Path) -> list[os.DirEntry]:
     return sorted(found, key=lambda e: e.name)
 
 
-def decode(path: str | Path, size: tuple[int, int] = SIZE) -> np.ndarray:
-    """One image as a uint8 grey array of `size` (h, w): colour made grey, other sizes squashed (bilinear)."""
+def decode(path, size: tuple[int, int] = SIZE) -> np.ndarray:
+    """One image file (a path or a file object) as a uint8 grey array of `size` (h, w): see `squash`."""
     with Image.open(path) as im:
         im.load()
-        grey = im.convert("L")
+        return squash(im, size)
+
+
+def squash(im: Image.Image, size: tuple[int, int] = SIZE) -> np.ndarray:
+    """A picture as the folder loader reads it: colour made grey (PIL's "L"), other sizes squashed (bilinear),
+    uint8 (h, w). Predict reads a folder-trained model's pictures through this too (data/preparation.py)."""
+    grey = im.convert("L")
     if grey.size[::-1] != size:
         grey = grey.resize(size[::-1], Image.Resampling.BILINEAR)
     return np.asarray(grey, dtype=np.uint8)

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, DataError
+from . import preparation
 from .catalogue import MNIST, class_of, load_dataset
 from .folders import is_image_folder_dataset, load_image_folders
 from .mnist import Split
@@ -54,6 +55,12 @@ class TaskData:
     mean: float = MNIST.mean       # of the data set's training images in [0, 1]: the model's input normalisation
     std: float = MNIST.std
     info: dict | None = None       # the data set: name, folder, classes, sha256 (recorded in the run's config)
+    preparation: dict | None = None  # how a picture becomes an input like these (data/preparation.py); None: by classes
+
+    @property
+    def prep(self) -> dict:
+        """The preparation saved with a model trained on this data (data/preparation.py)."""
+        return self.preparation or preparation.default_for(self.classes)
 
     @property
     def final(self) -> Split:
@@ -149,14 +156,16 @@ def load_task(task: str = "digits", root: str | Path | None = None, valid_size: 
             raise DataError(f"the {name} split has a single class: a classifier needs at least two.")
     mean, std = (source.mean, source.std) if hasattr(source, "mean") else pixel_stats(source.splits["train"].images)
     info = {**info, "classes": list(names), "mean": mean, "std": std}
+    prep = preparation.for_folder(source.splits["train"].images) if info["name"] == "image folders" else \
+        preparation.default_for(source.classes)
     if (task == "3v7" and classes is None) or single_folder:
-        return TaskData(splits["train"], splits["valid"], names, mean=mean, std=std, info=info)
+        return TaskData(splits["train"], splits["valid"], names, mean=mean, std=std, info=info, preparation=prep)
     # a subset of classes holds out its share of valid_size (two of ten: a fifth); image folders at most a tenth
     n_valid = round(valid_size * len(splits["train"]) / len(source.splits["train"]))
     if info["name"] == "image folders":
         n_valid = min(n_valid, len(splits["train"]) // 10)
     train, valid = stratified_split(splits["train"], n_valid)
-    return TaskData(train, valid, names, test=splits["valid"], mean=mean, std=std, info=info)
+    return TaskData(train, valid, names, test=splits["valid"], mean=mean, std=std, info=info, preparation=prep)
 
 
 def load_task_for(cfg) -> TaskData:
