@@ -133,8 +133,29 @@ def start_server(model: str | None, threads: int, profile: str | None = None) ->
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of the server: its own process and every process it started (its image decoders), while they
+    live; the decoders are started before the warm-up and live until the server stops."""
+    total = 0.0
+    for p in [pid, *descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # ended meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes started by `pid`, and by them, from /proc/<pid>/task/*/children."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = [int(k) for k in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+        for k in kids:
+            out += [k, *descendants(k)]
+    return out
 
 
 async def get_json(host: str, port: int, path: str) -> dict:

@@ -301,3 +301,44 @@ def test_serve_a_run_folder_a_smaller_limit_and_bad_arguments(tmp_path):
     fake = subprocess.run([sys.executable, "-m", "digitlab", "serve", str(tmp_path / "fake.safetensors")],
                           capture_output=True, text=True, env=run_env(tmp_path), timeout=HANG_S)
     assert fake.returncode == 2 and "safetensors" in fake.stderr
+
+
+def test_decoders_in_processes_prepare_as_predict_does_and_survive_a_dead_worker(digits):
+    """The server's image decoding runs in worker processes: the same input as `prepare_image`, refusals crossing
+    back as ApiError with their status, and a worker killed mid-flight costs its request, not the server."""
+    import asyncio
+    import os
+    import pickle
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+
+    import torch
+
+    from digitlab.data.images import prepare_image
+    from digitlab.serve.inputs import ApiError, Decoders
+
+    e = pickle.loads(pickle.dumps(ApiError(422, "no_digit", "blank")))
+    assert (e.status, e.code, e.detail) == (422, "no_digit", "blank")
+    images, _ = digits
+    data = png(images[0])
+    blank = png(np.zeros((28, 28), np.uint8))
+
+    async def check(decoders):
+        assert torch.equal(await decoders(data), prepare_image(data))
+        with pytest.raises(ApiError) as refused:
+            await decoders(blank)
+        assert refused.value.status == 422 and refused.value.code == "no_digit"
+
+    for workers in (0, 1):
+        decoders = Decoders(prepare_image, workers=workers)
+        decoders.start()
+        try:
+            asyncio.run(check(decoders))
+            if workers:
+                for pid in list(decoders.pool._processes):
+                    os.kill(pid, signal.SIGKILL)
+                with pytest.raises(BrokenProcessPool):
+                    asyncio.run(check(decoders))
+                asyncio.run(check(decoders))  # a fresh pool
+        finally:
+            decoders.close()

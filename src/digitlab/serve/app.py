@@ -15,10 +15,10 @@ import gc
 import hashlib
 import time
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib import metadata, resources
 from pathlib import Path
 
-import anyio
 import numpy as np
 import orjson
 import torch
@@ -26,12 +26,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..data import preparation
 from ..predict import Classifier
 from .batcher import Batcher
-from .inputs import IMAGE_TYPES, MAX_PIXELS, ApiError, PixelsIn, image_input, multipart_file, pixels_input
+from .inputs import IMAGE_TYPES, MAX_PIXELS, ApiError, Decoders, PixelsIn, multipart_file, pixels_input
 from .limits import BodyLimit
 
 MAX_BODY = 1 << 20  # 1 MiB
@@ -101,7 +101,8 @@ ERRORS = {400: {"model": ErrorOut, "description": "corrupt image, image with too
                                                   "in the image (no_digit)"}}
 
 
-def create_app(model_file: str | Path, max_body: int = MAX_BODY, max_pixels: int = MAX_PIXELS) -> "BodyLimit":
+def create_app(model_file: str | Path, max_body: int = MAX_BODY, max_pixels: int = MAX_PIXELS,
+               decode_workers: int = 2) -> "BodyLimit":
     """The ASGI app serving the model in `model_file` (a .safetensors written by digitlab): the body limit, then
     POST /api/predict answered directly (`PredictRoute`), then FastAPI for everything else."""
     model_file = Path(model_file)
@@ -111,18 +112,21 @@ def create_app(model_file: str | Path, max_body: int = MAX_BODY, max_pixels: int
     batcher = Batcher(clf)
     page = static_files()
     started = time.time()
-    # image decoding runs off the event loop, at most two at a time: each may hold up to ~0.5 GB while it runs
-    decoding = anyio.CapacityLimiter(2)
+    # image files are decoded and prepared off the event loop, in processes (see Decoders); `prepare` is what
+    # clf.prepare does (the model's saved preparation), as a partial of a module function so that it pickles
+    decoders = Decoders(partial(preparation.prepare, clf.preparation), max_pixels, decode_workers)
 
     @asynccontextmanager
     async def lifespan(app):
         batcher.warm_up()
+        decoders.start()
         # the ~200k objects of start-up (torch, FastAPI, pydantic) move out of the collector's sight: a full
         # collection of them took up to 110 ms, stalling every request in flight (the p99 under load)
         gc.collect()
         gc.freeze()
         yield
         batcher.close()
+        decoders.close()
 
     app = FastAPI(title="digitlab", version=metadata.version("digitlab"), lifespan=lifespan,
                   description="Draw a digit, get the model's guess. Errors are JSON {error, detail}.")
@@ -182,19 +186,15 @@ def create_app(model_file: str | Path, max_body: int = MAX_BODY, max_pixels: int
             x = pixels_input(body, clf.prepare)
         elif kind == "multipart/form-data":
             data = multipart_file(body, content_type)
-            x = await run_in_threadpool_limited(image_input, data, max_pixels, clf.prepare)
+            x = await decoders(data)
         elif kind in IMAGE_TYPES:
-            x = await run_in_threadpool_limited(image_input, body, max_pixels, clf.prepare)
+            x = await decoders(body)
         else:
             raise ApiError(415, "unsupported_media_type", f"Content-Type {kind or '(none)'!r} is not one this API "
                                                           f"takes: use application/json, multipart/form-data or "
                                                           f"image/png, image/jpeg, image/webp.")
         probs, score = await batcher.predict(x)
         return prediction_json(clf.classes, probs, x, score, clf.detector)
-
-    async def run_in_threadpool_limited(fn, *args):
-        async with decoding:
-            return await run_in_threadpool(fn, *args)
 
     return BodyLimit(PredictRoute(app, answer), max_body=max_body)
 

@@ -7,10 +7,15 @@ no upload is ever spooled to disk. Each refusal is an `ApiError` carrying its HT
 
 from __future__ import annotations
 
+import asyncio
 import io
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from itertools import chain
 from typing import Annotated
 
+import anyio
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -29,6 +34,9 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, detail: str):
         super().__init__(detail)
         self.status, self.code, self.detail = status, code, detail
+
+    def __reduce__(self):  # raised in a decoding process, it crosses back pickled: all three fields, not `args`
+        return ApiError, (self.status, self.code, self.detail)
 
 
 Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
@@ -85,6 +93,57 @@ def image_input(data: bytes, max_pixels: int = MAX_PIXELS, prepare=prepare_image
                                                f"over this server's limit of {max_pixels}; scale it down first "
                                                f"(a digit needs no more than a few hundred pixels a side).")
     return prepare_or_refuse(data, prepare)
+
+
+def image_array(data: bytes, max_pixels: int, prepare) -> np.ndarray:
+    """`image_input` in a decoding process: the prepared (28, 28) as numpy, which pickles faster than a tensor."""
+    return image_input(data, max_pixels, prepare).numpy()
+
+
+class Decoders:
+    """Image files decoded and prepared off the event loop: in `workers` processes of their own, or with workers=0
+    in threads of this one, at most two at a time (each decode may hold up to ~0.5 GB while it runs).
+
+    Processes, because preparing the page's 280x280 PNG holds the GIL for about half of its ~2 ms (numpy on small
+    arrays): in threads it contended with the event loop and the model's thread, and the server used 1.4 of its 2
+    cores at ~300 requests/s. Each worker imports digitlab (~2 s and ~200 MB at start-up, in `start`). A worker
+    that dies (killed for memory) fails the requests it held with a 500, and the pool is started afresh."""
+
+    def __init__(self, prepare, max_pixels: int = MAX_PIXELS, workers: int = 2):
+        self.prepare, self.max_pixels, self.workers = prepare, max_pixels, workers  # prepare: picklable by name
+        self.pool: ProcessPoolExecutor | None = None
+        self.threads = anyio.CapacityLimiter(2)
+
+    def start(self) -> None:
+        """Start the workers and have each prepare one image, so the first requests do not wait for imports."""
+        if self.workers:
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            blank = io.BytesIO()
+            Image.new("L", (28, 28)).save(blank, "PNG")
+            for job in [self.pool.submit(image_array, blank.getvalue(), self.max_pixels, self.prepare)
+                        for _ in range(self.workers)]:
+                try:
+                    job.result()
+                except ApiError:  # no digit: as expected
+                    pass
+
+    async def __call__(self, data: bytes) -> torch.Tensor:
+        """The prepared (28, 28) for an image file's bytes; ApiError when it is refused."""
+        if self.pool is None:
+            async with self.threads:
+                return await anyio.to_thread.run_sync(image_input, data, self.max_pixels, self.prepare)
+        pool = self.pool
+        try:
+            return torch.from_numpy(await asyncio.wrap_future(pool.submit(image_array, data, self.max_pixels,
+                                                                          self.prepare)))
+        except BrokenProcessPool:
+            if self.pool is pool:  # the first request to see it starts a new pool; the others just fail
+                self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            raise
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def prepare_or_refuse(source, prepare=prepare_image) -> torch.Tensor:
