@@ -23,6 +23,7 @@ from digitlab.data.tasks import load_task
 from digitlab.errors import ConfigError
 from digitlab.train.callback import Callback
 from digitlab.train.callbacks import BatchAugment
+from digitlab.train.checkpoint import load_checkpoint
 from digitlab.train.fast import FastTrainer
 from digitlab.train.fit import fit
 from digitlab.train.tensorboard import RunWriter, TensorBoardLog
@@ -140,6 +141,9 @@ def test_sigterm_in_the_second_epoch_of_the_fast_engine_resumes_to_the_same_weig
     again = json.loads(resumed.stdout)
     assert again["engine"] == "fast" and again["status"] == "finished" and again["epochs_done"] == 3
     same_weights(tmp_path / "run", uninterrupted)
+    # the resumed fit's own checkpoints say where it got to (not the point it was resumed from), so it could be
+    # stopped and resumed again
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")[1]["position"]["epoch"] == 3
 
 
 @pytest.mark.slow
@@ -147,7 +151,8 @@ def test_checkpoint_every_on_the_fast_engine_stays_on_it_and_resumes_after_a_kil
     proc = start(tmp_path, "run", "--checkpoint-every", "1")
     wait_for(tmp_path / "run" / "checkpoint.safetensors", proc)  # written whole (by rename) after the first epoch
     proc.kill()
-    proc.communicate(timeout=HANG_S)
+    _, err = proc.communicate(timeout=HANG_S)
+    assert "checkpoints at each epoch's end" in err  # said, not silently changed
     config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
     assert config["engine"] == "fast"
     resumed = json.loads(digitlab("train", "--resume", tmp_path / "run", "--json").stdout)

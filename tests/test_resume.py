@@ -26,7 +26,8 @@ from digitlab.train.metrics import accuracy
 from digitlab.train.optim import SGD
 
 ARGS = ["--task", "digits", "--model", "mlp", "--epochs", "2", "--bs", "128", "--lr", "0.05", "--seed", "3",
-        "--checkpoint-every", "20", "--augment", "-q"]  # augmentation on: its RNG must resume too
+        "--checkpoint-every", "20", "--augment", "--engine", "learner", "-q"]  # augmentation on: its RNG must resume
+# too; the Learner engine, whose checkpoints fall mid-epoch (the fast engine's: test_one_loop.py)
 
 
 @pytest.fixture(scope="module")

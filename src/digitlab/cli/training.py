@@ -292,7 +292,7 @@ def compare_cmd(selected: list[str], html: Path, as_json: bool) -> None:
     comparison = compare_runs(expand_runs(selected))
     page = write_compare_page(comparison, html)
     if as_json:
-        print(json.dumps({"html": str(page), **{k: v for k, v in comparison.items() if k != "histories"}}, indent=2))
+        print(json.dumps({"html": str(page), **comparison}, indent=2))  # with each run's curves (histories)
         return
     for table in compare_tables(comparison):
         out.print(table)

@@ -259,7 +259,7 @@ class FastTrainer:
         return loss
 
     def validate(self) -> dict:
-        """valid_loss and accuracy of the validation split, computed on the device: one host read."""
+        """valid_loss and accuracy of the validation split, computed on the device (two host reads per epoch)."""
         logits = inference.logits(self.model, self.x_valid, EVAL_BS, autocast=self.autocast)
         loss = F.cross_entropy(logits, self.y_valid)
         return {"valid_loss": loss.item(), "accuracy": exact_accuracy(logits.argmax(1), self.y_valid)}

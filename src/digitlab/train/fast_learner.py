@@ -83,6 +83,10 @@ class FastLearner(Learner):
         self.training, self.n_iter = training, len(self.dls.train if training else self.dls.valid)
         self.model.train(training)
         if training:
+            if self.resume_at is not None and self.resume_at["iter"]:
+                raise ConfigError("this checkpoint stopped mid-epoch (the Learner engine's --checkpoint-every); "
+                                  "resume it with --engine learner, or from an epoch's end.")
+            self.resume_at = None  # continued: from here on state_dict() is this fit's own position
             epoch, spe = self.epochs_before + self.epoch, self.trainer.steps_per_epoch
             self.trainer.train_epoch(epoch)
             self.iter, self.iters_done, self.count = spe - 1, spe, spe * self.trainer.cfg.bs

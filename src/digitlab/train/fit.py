@@ -7,6 +7,7 @@ does); with a `run_dir`, the checkpoint is kept there so that a run can be conti
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -129,6 +130,10 @@ def fit(cfg: TrainConfig, cbs: Iterable[Callback] = (), data: TaskData | None = 
     ckpt = Path(run_dir) / CHECKPOINT_FILE if run_dir is not None else None
     extra = [Checkpointer(ckpt, checkpoint_every, cfg.to_dict(), write=rank == 0)] if ckpt else []
     if cfg.engine == "fast":
+        if checkpoint_every and rank == 0:
+            print(f"note: the fast engine has no point within an epoch to stop at, so --checkpoint-every "
+                  f"{checkpoint_every} checkpoints at each epoch's end; --engine learner checkpoints within epochs.",
+                  file=sys.stderr)
         learn = build_fast_learner(cfg, data, device, [*extra, *cbs])
         probs_of = lambda split: learn.trainer.probs(split, cfg.tta)  # noqa: E731
     else:
