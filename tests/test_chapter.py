@@ -30,6 +30,7 @@ def three_seeds(data):
     return {seed: run_stages(seed=seed, data=data) for seed in (0, 1, 2)}
 
 
+@pytest.mark.slow
 def test_stages_clear_the_books_figures_over_three_seeds(three_seeds):
     per_stage = {}
     for results in three_seeds.values():

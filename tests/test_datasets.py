@@ -119,6 +119,7 @@ def test_an_unknown_idx_set_is_accepted_with_a_note_and_its_checksums(tmp_path, 
     assert data.info["sha256"] == ds.sha256 and len(data.valid) == 40
 
 
+@pytest.mark.slow
 def test_a_named_data_set_flows_through_run_evaluate_predict_and_export(fashion, tmp_path):
     cfg = TrainConfig(model="linear", epochs=1, data=str(fashion), classes="Sneaker,Bag,Ankle boot", augment=False)
     run, result = train_run(cfg, tmp_path / "runs", "fashion", plots=True)
@@ -159,6 +160,7 @@ def test_a_named_data_set_flows_through_run_evaluate_predict_and_export(fashion,
         stop(proc)
 
 
+@pytest.mark.slow
 def test_the_onnx_export_carries_class_names(fashion, tmp_path):
     onnx = pytest.importorskip("onnx")
     from digitlab.export import export_model  # deferred: pulls in the exporter only where onnx is installed

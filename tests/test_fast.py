@@ -257,6 +257,7 @@ def test_tta_scores_the_final_model_with_the_test_time_shifts(digits):
     assert r_plain.accuracy > 0.9 and r_tta.accuracy != r_plain.accuracy  # a trained model; the shifts change some
 
 
+@pytest.mark.slow
 def test_both_engines_return_one_result_type_and_write_one_kind_of_run_folder(tmp_path):
     """One TrainConfig, two engines: fit returns the same TrainResult (same summary keys, probabilities that score
     what the summary says) and record_run writes the same files for both."""

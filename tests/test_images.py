@@ -135,6 +135,7 @@ def drawing(rng: np.random.Generator, i: int):
     return buf.getvalue()
 
 
+@pytest.mark.slow
 def test_fast_path_equals_the_reference_on_generated_drawings():
     """400 drawings of every kind: the same (28, 28) to the bit, or the same refusal."""
     rng = np.random.default_rng(28)

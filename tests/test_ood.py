@@ -203,6 +203,7 @@ def test_the_detector_travels_in_the_model_file(with_detector):
     attach_detector(path, fit_images=3000)  # as it was, for the other tests
 
 
+@pytest.mark.slow
 def test_predictions_say_not_a_digit_for_fashion_and_not_for_digits_as_the_record_and_bars_say(task):
     """The shipped model's own detector through `Classifier.predictions`, on every Fashion-MNIST and MNIST test
     image (held out of the model and of its threshold): the shares results/ood.json records, within the bars."""

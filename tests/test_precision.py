@@ -100,6 +100,7 @@ def test_fp16_training_with_the_scaler_learns_on_the_cpu(tmp_path):
     assert s["precision"] == "fp16" and s["precision_reason"] == "asked for" and s["accuracy"] > 0.95
 
 
+@pytest.mark.slow
 def test_a_run_records_precision_and_machine_in_summary_and_model_file(tmp_path):
     """In a process dispatching as on an AVX2-only CPU, `auto` trains in fp32, and the summary, the model file's
     metadata and `digitlab info` all say so, with the capability."""
@@ -124,6 +125,7 @@ def test_info_in_this_process_names_the_capability_and_the_choice():
     assert machine_class(facts) in proc.stdout
 
 
+@pytest.mark.slow
 def test_plain_train_on_a_cpu_without_bf16_takes_the_recipes_fp32_epochs(tmp_path):
     """MNIST's recipe is 20 epochs where the CPU trains in bf16 and 12 where it trains in fp32 (the same time
     budget: data.catalogue); a flag still wins."""

@@ -212,6 +212,7 @@ def test_sorted_percentile_is_numpys_to_the_bit():
     assert np.isnan(sorted_percentile(np.array([0.5, np.nan], np.float32), 50))  # NaN: numpy's own answer
 
 
+@pytest.mark.slow
 def test_28x28_fast_path_equals_the_general_path_on_mnist(mnist):
     """prepare_image on a 28x28 array (sorted percentiles) gives exactly what the general path (np.percentile)
     gives, on 2000 MNIST test digits as uint8, as floats in [0, 1] and inverted (dark on light)."""

@@ -303,6 +303,7 @@ def test_serve_a_run_folder_a_smaller_limit_and_bad_arguments(tmp_path):
     assert fake.returncode == 2 and "safetensors" in fake.stderr
 
 
+@pytest.mark.slow
 def test_decoders_in_processes_prepare_as_predict_does_and_survive_a_dead_worker(digits):
     """The server's image decoding runs in worker processes: the same input as `prepare_image`, refusals crossing
     back as ApiError with their status, and a worker killed mid-flight costs its request, not the server."""

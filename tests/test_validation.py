@@ -127,6 +127,7 @@ def test_train_json_reports_valid_and_test_accuracy_and_predict_uses_the_tempera
     assert (tmp_path / "runs" / "d" / "plots" / "reliability.png").stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_a_learner_run_without_a_validation_split_trains_on_every_image_and_is_tested(tmp_path):
     """valid_size 0 on the Learner engine (a final model, or the shipped one's recipe on the Learner): it used to
     be refused with "the data set is empty" by the validation loader, and then its curves figure failed."""
