@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from digitlab.hardware import describe_machine, machine_class
+from digitlab.hardware import machine_class
 
 from .common import write_record
 from .precision import AVX2_ENV

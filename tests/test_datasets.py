@@ -4,7 +4,6 @@ layer above the data (config, summary, report, evaluate, predict, ONNX metadata)
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
