@@ -1,7 +1,7 @@
 """Claim checked: `digitlab speedrun --target T --device cpu` reaches T on every seed, and how fast, per machine class.
 
-Runs the speedrun in a fresh `digitlab speedrun ... --json` process, as a user does (no warm-up on a CPU: the
-clock includes oneDNN building its kernels in the first run); `--as-avx2` tells PyTorch and oneDNN to dispatch
+Runs the speedrun in a fresh `digitlab speedrun ... --json` process, as a user does (its clock starts after an
+untimed one-epoch warm-up run, in which oneDNN builds its kernels); `--as-avx2` tells PyTorch and oneDNN to dispatch
 as on an AVX2-only CPU (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2), where `auto` trains in fp32 and the
 speedrun takes its fp32 recipe. Bar (issue 25, AVX2): 99.0% within 45 s, every seed.
 
