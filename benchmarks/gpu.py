@@ -307,7 +307,7 @@ def best_section(b: Bench, stop: float) -> dict:
     compiled = b.record["sections"].get("step_speed", {}).get("rows", [])
     use_compile = any(r["variant"].endswith("compiled") for r in compiled)
     epochs = 1 if b.dry else 30
-    labels = b.data.valid.labels
+    labels = b.data.final.labels  # the split final_probs scores: the test split (valid in a dry run)
     cfg = fast(model="fastcnn_deep", epochs=epochs, compile=use_compile)
     singles, probs, probs_tta = train_members(b, cfg, stop)
     out = {"recipe": label(cfg), "config": cfg.to_dict(), "singles": singles,
@@ -450,7 +450,7 @@ def train_members(b: Bench, cfg: TrainConfig, stop: float) -> tuple[list[dict], 
     """Up to N_SEEDS models of `cfg` while time is left: each one's accuracy alone and with TTA, and its test
     probabilities without and with TTA (for the ensembles)."""
     tr = b.trainer(cfg)
-    labels = b.data.valid.labels
+    labels = b.data.final.labels  # the split final_probs scores: the test split (valid in a dry run)
     singles, probs, probs_tta = [], [], []
     for seed in range(N_SEEDS):
         if singles and time.monotonic() + b.estimate(cfg) > stop:

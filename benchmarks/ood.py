@@ -33,7 +33,8 @@ from digitlab.data.catalogue import load_dataset
 from digitlab.data.images import BlankImageError, prepare_image
 from digitlab.data.tasks import VALID_SIZE
 from digitlab.data.uci import uci_digits
-from digitlab.predict import Classifier, task_data_for
+from digitlab.assess import task_data_for
+from digitlab.predict import Classifier
 from digitlab.runs import resolve_model_file
 
 from .common import RESULTS, median, write_record

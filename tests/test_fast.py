@@ -230,7 +230,8 @@ def test_a_fast_recipe_writes_a_run_folder_the_other_commands_take(tmp_path):
 
     from test_cli import digitlab
 
-    recipe = Recipe("tiny", "one fp32 epoch of fastcnn", dict(epochs=1, bs=512, precision="fp32", engine="fast"))
+    recipe = Recipe("tiny", "one fp32 epoch of fastcnn on the 3s and 7s", dict(task="3v7", epochs=1, bs=128,
+                                                                             precision="fp32", engine="fast"))
     lines = []
     run, summary = train_recipe(recipe, tmp_path / "runs", "tiny", printer=lambda *a, **k: lines.append(a[0]),
                                 seed=2, device="cpu")

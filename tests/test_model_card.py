@@ -13,7 +13,8 @@ import pytest
 
 from digitlab.data.uci import uci_digits
 from digitlab.models.layers import n_params
-from digitlab.predict import Classifier, accuracy_on
+from digitlab.assess import accuracy_on
+from digitlab.predict import Classifier
 from digitlab.weights import load_model, read_weights
 
 PRETRAINED = resources.files("digitlab") / "pretrained"

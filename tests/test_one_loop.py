@@ -18,7 +18,7 @@ from conftest import HANG_S, run_env
 from test_cli import DIGITLAB, digitlab
 from test_fast import subset
 
-from digitlab.config import TrainConfig
+from digitlab.config import TrainConfig, engine_reason
 from digitlab.data.tasks import load_task
 from digitlab.errors import ConfigError
 from digitlab.train.callback import Callback
@@ -87,15 +87,26 @@ def test_both_engines_log_the_same_tensorboard_tags(tmp_path, small):
     tags = {}
     for engine in ("learner", "fast"):
         writer = RunWriter(tmp_path / engine)
-        fit(TrainConfig(task="3v7", epochs=1, bs=128, engine=engine, device="cpu"), [TensorBoardLog(writer)],
-            data=small)
+        summary = fit(TrainConfig(task="3v7", epochs=1, bs=128, engine=engine, device="cpu"), [TensorBoardLog(writer)],
+                      data=small).summary
         writer.close()
+        assert summary["engine"] == engine and summary["engine_reason"].startswith(f"{engine}: ")  # recorded, and why
         acc = EventAccumulator(str(tmp_path / engine), size_guidance={"tensors": 0})
         acc.Reload()
         tags[engine] = sorted(acc.Tags()["tensors"])
         steps = [e.step for e in acc.Tensors("step/loss")]
         assert steps == list(range(len(steps))) and len(steps) >= 2048 // 128, (engine, steps)
     assert tags["learner"] == tags["fast"] and {"step/loss", "step/lr", "epoch/accuracy"} <= set(tags["fast"])
+
+
+def test_the_run_records_why_it_trains_on_its_engine():
+    """One place decides the engine (TrainConfig.resolve) and the summary says which rule applied."""
+    assert TrainConfig.resolve(None).engine == "fast"  # MNIST's default recipe
+    adam = TrainConfig.resolve(None, opt="adam", schedule="constant")
+    assert adam.engine == "learner" and engine_reason(adam) == ("learner: optimiser adam, schedule constant, which only "
+                                                                "the Learner engine runs")
+    assert engine_reason(TrainConfig(), world_size=2).startswith("learner: 2 processes")
+    assert engine_reason(TrainConfig(engine="learner")).startswith("learner: asked for")
 
 
 def start(runs, name, *extra):

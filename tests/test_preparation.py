@@ -1,9 +1,10 @@
 """Train and predict see the same picture (issue 30): a model trained on an image folder saves how its training
 images were read, and `digitlab predict` on the held-out files, and /api/predict of a running server, give exactly
-the labels the model gives the same images as training's loader read them (what `evaluate` scores). Three kinds
-of folder: dark shapes on light paper (the case that used to fail: predict inverted them), light on dark, and
-colour pictures of mixed sizes. Also: a folder in ImageFolder's layout given to predict, and an old model file
-without the metadata (the old rule, and one note)."""
+the labels the model gives the same images as training's loader read them (what `evaluate` scores). Five kinds of
+data: MNIST's IDX files, Fashion-MNIST's, and three kinds of folder: dark shapes on light paper (the case that used
+to fail: predict inverted them), light on dark, and colour pictures of mixed sizes. Also: the answer's words fit the
+model ("not a digit", "not one of these classes"), a folder in ImageFolder's layout given to predict, and an old
+model file without the metadata (the old rule, and one note)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from PIL import Image, ImageDraw
 
 from conftest import HANG_S
 from test_cli import digitlab
+from test_datasets import fashion_folder
 from test_serve import start, stop
 
 from digitlab.data import preparation
+from digitlab.data.images import in_mnist_form
 from digitlab.data.tasks import load_task
 from digitlab.inference import class_probs
 from digitlab.predict import Classifier
@@ -98,6 +101,9 @@ def test_predict_and_the_server_agree_with_the_loader_on_every_held_out_file(tra
     out = json.loads(digitlab("predict", run, root / "valid", "--json", tmp_path=tmp_path).stdout)
     assert [Path(o["image"]) for o in out] == files  # the images in the class folders
     assert [o["label"] for o in out] == expected
+    # named classes: the model's own words, never "not a digit"
+    assert all("not_a_digit" not in o and o["verdict"] == ("not one of these classes" if o["none_of_the_classes"]
+                                                           else o["label"]) for o in out)
     proc, url = start(run, tmp_path=tmp_path)
     try:
         served = [httpx.post(url + "/api/predict", files={"file": (f.name, f.read_bytes(), "image/png")},
@@ -142,3 +148,86 @@ def test_predict_reads_a_folder_in_imagefolder_layout(tmp_path):
     root = make_folder(tmp_path / "data", "dark_on_light", per_class=(2, 2))
     out = json.loads(digitlab("predict", SHIPPED, root, "--json", tmp_path=tmp_path).stdout)
     assert len(out) == 2 * 2 * len(SHAPES) and all(o["image"].endswith(".png") for o in out)
+
+
+N_IDX = 300  # held-out images of each IDX set written as files
+
+
+@pytest.fixture(scope="module", params=["mnist", "fashion"])
+def idx_run(request, tmp_path_factory):
+    """A small model trained on a known IDX set (MNIST shipped, Fashion-MNIST from Debian), and its first N_IDX
+    test images written as PNG files, as a user would save them."""
+    tmp = tmp_path_factory.mktemp(request.param)
+    data_args = ("--data", fashion_folder()) if request.param == "fashion" else ()
+    digitlab("train", *data_args, "--model", "linear", "--epochs", "1", "-q", "--runs", tmp, "--name", "run",
+             tmp_path=tmp)
+    data = load_task("digits", fashion_folder() if request.param == "fashion" else None)
+    files = tmp / "files"
+    files.mkdir()
+    for i, x in enumerate(data.test.images[:N_IDX]):
+        Image.fromarray(x.numpy()).save(files / f"{i:04d}.png")
+    return request.param, tmp / "run", data, files
+
+
+@pytest.mark.slow
+def test_predict_and_the_server_agree_with_evaluate_on_an_idx_sets_own_test_images(idx_run, tmp_path):
+    """MNIST's images are already in MNIST's form and read as they are (images.in_mnist_form); Fashion-MNIST's are
+    whole objects on black, read as they are: both give exactly the labels evaluate's tensors give."""
+    kind, run, data, files = idx_run
+    meta = read_weights(run / "model.safetensors")[1]
+    assert meta["preparation"] == {"kind": "handwriting" if kind == "mnist" else "whole"}
+    clf = Classifier.load(run)
+    expected = [clf.classes[i] for i in class_probs(clf.model, data.test.images[:N_IDX]).argmax(1).tolist()]
+    if kind == "mnist":
+        assert all(in_mnist_form(x.numpy() / 255.0) for x in data.test.images)  # every test image, not only these
+    out = json.loads(digitlab("predict", run, files, "--json", tmp_path=tmp_path).stdout)
+    assert [Path(o["image"]).name for o in out] == sorted(f.name for f in files.iterdir())
+    assert [o["label"] for o in out] == expected
+    assert all(("not_a_digit" in o) == (kind == "mnist") and "none_of_the_classes" in o for o in out)
+    proc, url = start(run, tmp_path=tmp_path)
+    try:
+        with httpx.Client(timeout=HANG_S) as client:
+            served = [client.post(url + "/api/predict", content=(files / f"{i:04d}.png").read_bytes(),
+                                  headers={"content-type": "image/png"}).json()["label"] for i in range(N_IDX)]
+    finally:
+        stop(proc)
+    assert served == expected
+
+
+@pytest.mark.slow
+def test_the_answer_says_not_one_of_these_classes_for_a_model_of_named_classes(idx_run, tmp_path):
+    """A model of named classes never answers "not a digit": the CLI, its JSON and the API say "not one of these
+    classes" (the detector's threshold set below every score here, so that every image is flagged)."""
+    kind, run, _, files = idx_run
+    model, meta, extras = load_model_and_extras(run / "model.safetensors")
+    meta["ood"]["threshold"] = -1e30
+    flagged = save_model(model, tmp_path / "flags-all.safetensors", meta, extra=extras)
+    words = "not a digit" if kind == "mnist" else "not one of these classes"
+    some = sorted(files.iterdir())[:3]
+    out = json.loads(digitlab("predict", flagged, *some, "--json", tmp_path=tmp_path).stdout)
+    assert all(o["none_of_the_classes"] and o["verdict"] == words for o in out)
+    text = digitlab("predict", flagged, *some, tmp_path=tmp_path).stdout
+    assert text.count(words) == 3 and (kind == "mnist") == ("not a digit" in text)
+    proc, url = start(flagged, tmp_path=tmp_path)
+    try:
+        body = httpx.post(url + "/api/predict", content=some[0].read_bytes(), headers={"content-type": "image/png"},
+                          timeout=HANG_S).json()
+    finally:
+        stop(proc)
+    assert body["none_of_the_classes"] and body["verdict"] == words and ("not_a_digit" in body) == (kind == "mnist")
+
+
+def test_only_a_picture_already_in_mnists_form_is_read_as_it_is():
+    """MNIST's own images pass through the handwriting preparation unchanged (so `predict` on them agrees with
+    `evaluate`); a drawing on light paper, an off-centre digit or a speck in the corner get the whole preparation."""
+    from digitlab.data.images import prepare_image
+
+    x = load_task("digits").test.images[0].numpy() / 255.0
+    assert in_mnist_form(x) and torch.equal(prepare_image(x), torch.from_numpy(x.astype(np.float32)))
+    speck = x.copy()
+    speck[0, 0] = 0.2
+    moved = np.roll(x, 4, axis=1)
+    for other in (1 - x, moved, speck):
+        assert not in_mnist_form(other)
+    again = prepare_image(moved).numpy()
+    assert in_mnist_form(again) and not np.array_equal(again, moved)  # centred again by the preparation

@@ -105,7 +105,10 @@ def test_predict_json_pixels_both_scales(server, digits):
         r = httpx.post(url + "/api/predict", json={"pixels": img.tolist()})
         assert r.status_code == 200, r.text
         body = r.json()
-        assert set(body) == {"label", "probabilities", "input", "not_a_digit", "ood_score"}
+        assert set(body) == {"label", "probabilities", "input", "not_a_digit", "none_of_the_classes", "verdict",
+                             "ood_score"}
+        assert body["none_of_the_classes"] == body["not_a_digit"]
+        assert body["verdict"] == ("not a digit" if body["not_a_digit"] else str(body["label"]))
         assert isinstance(body["not_a_digit"], bool) and (body["ood_score"] is None or isinstance(body["ood_score"], float))
         flagged += body["not_a_digit"]
         assert abs(sum(body["probabilities"].values()) - 1) < 1e-3 and len(body["input"]) == 28
@@ -132,7 +135,7 @@ SHIPPED = Path(__file__).parents[1] / "src" / "digitlab" / "pretrained" / "digit
 def detector_model(folder: Path) -> Path:
     """A copy of the shipped model with the default "not a digit" detector attached, as `digitlab ood-fit` adds
     it (statistics from 3000 training images, to be quick)."""
-    from digitlab.predict import attach_detector  # deferred: only the tests of the detector need it
+    from digitlab.assess import attach_detector  # deferred: only the tests of the detector need it
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "model.safetensors"

@@ -112,7 +112,7 @@ class TrainConfig:
         a TOML file sets, then every flag that was given (None: not given).
 
         The recipe's engine yields to the Learner when the rest asks for what only the Learner does: another
-        optimiser or schedule, or `needs_learner` (checkpoints, several processes)."""
+        optimiser or schedule, or `needs_learner` (several processes). `engine_reason` says which rule applied."""
         from_file = cls.read_toml(config_file) if config_file is not None else {}
         try:
             cls(**from_file)  # the file's own values first, so an error can name the file
@@ -154,6 +154,19 @@ class TrainConfig:
             if not fits(value, types[name]):
                 raise ConfigError(f"{path}: {name} = {value!r} should be of type {types[name]}.")
         return fields_set
+
+
+def engine_reason(cfg: "TrainConfig", world_size: int = 1) -> str:
+    """Why a run trains on its engine, for summary.json: the rules `resolve` and `fit` apply, in words."""
+    if cfg.engine == "fast":
+        return ("fast: one-cycle SGD in one process, the data set on the device (the data set's default recipe, "
+                "a recipe or --engine fast)")
+    needs = [why for why, yes in ((f"optimiser {cfg.opt}", cfg.opt != "sgd"),
+                                  (f"schedule {cfg.schedule}", cfg.schedule != "one_cycle"),
+                                  (f"{world_size} processes", world_size > 1)) if yes]
+    if needs:
+        return f"learner: {', '.join(needs)}, which only the Learner engine runs"
+    return "learner: asked for (--engine learner or a config file), or a task without a fast default recipe"
 
 
 def trains_fp32_on_cpu(fields: dict) -> bool:

@@ -3,7 +3,7 @@
 Both exports take what every digitlab model takes, float (N, 1, 28, 28) in [0, 1] (normalisation is inside the
 model), for any batch size N, and return (N, C) class scores; the classes and the input description travel in
 the file's metadata (ONNX metadata_props; a TorchScript extra file `digitlab.json`). The ONNX export of a model
-with a "not a digit" detector (ood.py) returns a second output, `ood_score` (N,): an image is none of the classes
+with a "not a digit" detector (digitlab.ood) returns a second output, `ood_score` (N,): an image is none of the classes
 when its score is above the threshold in the metadata (`ood_threshold`, and `ood` with the detector's name and
 how it was set). TorchScript files keep their one output, the scores (what existing users of them call).
 """

@@ -1,5 +1,5 @@
-"""Class probabilities in batches: the one inference path behind evaluation, ensembles, predict, interpretation and
-the fast path, with and without test-time augmentation (TTA).
+"""Class probabilities in batches: the one inference path behind evaluation, ensembles, predict (with the
+detector's features), interpretation and the fast path, with and without test-time augmentation (TTA).
 
 Images come as uint8 (N, 28, 28) the way the data layer stores them, or as floats (N, 28, 28) in [0, 1] the way
 `data.images.prepare_image` makes them; the model sees float (N, 1, 28, 28) in [0, 1].
@@ -29,27 +29,45 @@ def shift_images(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     return padded[..., top:top + h, left:left + w]
 
 
-@torch.no_grad()
 def logits(model: torch.nn.Module, images: torch.Tensor, bs: int = 1024, shift: tuple[int, int] = (0, 0),
            autocast: Callable[[], contextlib.AbstractContextManager] | None = None, mirror: bool = False
            ) -> torch.Tensor:
-    """Scores (N, C) as float32 on the model's device, in eval mode (restored after), `bs` images at a time, of
-    the images moved by `shift` and, with `mirror`, flipped left to right. `autocast` makes the context each batch
-    runs in (the fast path's bf16)."""
+    """Scores (N, C) as float32 on the model's device (`logits_and_features` without the features)."""
+    return logits_and_features(model, images, bs, shift=shift, autocast=autocast, mirror=mirror)[0]
+
+
+@torch.no_grad()
+def logits_and_features(model: torch.nn.Module, images: torch.Tensor, bs: int = 1024,
+                        parts: tuple[torch.nn.Module, torch.nn.Module] | None = None,
+                        shift: tuple[int, int] = (0, 0),
+                        autocast: Callable[[], contextlib.AbstractContextManager] | None = None, mirror: bool = False
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The one batched inference loop: (logits (N, C), features (N, D) or None), float32 on the model's device,
+    in eval mode (restored after), `bs` images at a time, of the images moved by `shift` and, with `mirror`,
+    flipped left to right. With `parts`, the model split at its last linear layer (ood.split_head: the same
+    modules), the features are that layer's input, which the "not a digit" detector reads. `autocast` makes the
+    context each batch runs in (the fast path's bf16)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    out = []
+    body, head = parts if parts is not None else (None, model)
+    logits_out, feats = [], []
     try:
         for i in range(0, len(images), bs):
             xb = shift_images(as_model_input(images[i:i + bs].to(device)), *shift)
             if mirror:
                 xb = xb.flip(-1)
             with autocast() if autocast is not None else contextlib.nullcontext():
-                out.append(model(xb).float())
+                f = body(xb).flatten(1) if body is not None else xb
+                logits_out.append(head(f).float())
+            if body is not None:
+                feats.append(f.float())
     finally:
         model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, 0, device=device)
+    if not logits_out:
+        return torch.empty(0, 0, device=device), (torch.empty(0, 0, device=device) if body is not None else None)
+    join = (lambda xs: xs[0]) if len(logits_out) == 1 else torch.cat  # one batch (a lone request): no copy
+    return join(logits_out), (join(feats) if body is not None else None)
 
 
 def class_probs(model: torch.nn.Module, images: torch.Tensor, bs: int = 1024, tta: bool = False,

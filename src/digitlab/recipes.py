@@ -1,7 +1,7 @@
 """Named training recipes, as data: each is a TrainConfig (the fields that differ from its defaults) that either
 engine runs; and ensembles of fast recipes. What each recipe measured, on which hardware, is in docs/recipes.md
 and benchmarks/results/; `default` is the data set's default recipe (data.catalogue), so plain `digitlab train`
-runs it.
+runs it; `speedrun-*` are `digitlab speedrun`'s, one per target and kind of device. This is the one table.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Recipe:
         return TrainConfig(**self.config).replace(**overrides)
 
 
+SPEEDRUN = {"engine": "fast", "valid_size": 0}
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("default", "the data set's default recipe, as plain `digitlab train` runs it: for MNIST fastcnn, 20 "
            "epochs (12 where the CPU trains in fp32) on the fast engine, one-cycle SGD (Nesterov) lr 0.2, bs 256, wd 5e-4, label smoothing 0.1, "
@@ -51,6 +52,27 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
                 engine="fast", valid_size=0)),
     Recipe("best-3v7", "the book's 3s and 7s: fastcnn, 40 epochs on the fast engine (one-cycle SGD lr 0.2, bs 256, "
            "label smoothing 0.1, augmentation, bf16)", dict(task="3v7", epochs=40, engine="fast")),
+    # `digitlab speedrun --target T`: speedrun-T-<kind of device> (speedrun.py picks one); all 60000 training
+    # images, no validation split: the speedrun recipes were fixed beforehand and are races on the test set
+    Recipe("speedrun-0.99-cpu", "to 99.0% on a CPU with bf16 units: fastcnn, 2 epochs, bs 128, lr 0.1, no "
+           "augmentation", dict(SPEEDRUN, epochs=2, augment=False, bs=128, lr=0.1)),
+    # a CPU that trains in fp32 (no bf16 units, digitlab.hardware): fastcnn's step there is 2x a bf16 CPU's
+    # (results/precision-avx2.json), too slow for 2 epochs in 45 s. A narrower fastcnn for 2 epochs, its lr chosen
+    # on a 10000-image validation split (0.1 / 0.15 / 0.2: mean 98.66 / 98.79 / 98.89% there, 3 seeds, AVX2
+    # dispatch), then scored once on test: results/speedrun-cpu-0.99-avx2.json. Other targets keep the bf16 recipes.
+    Recipe("speedrun-0.99-cpu-fp32", "to 99.0% on a CPU that trains in fp32: fastcnn_small (width 24), 2 epochs, "
+           "bs 128, lr 0.2, no augmentation", dict(SPEEDRUN, model="fastcnn_small", epochs=2, augment=False, bs=128,
+                                                   lr=0.2)),
+    Recipe("speedrun-0.995-cpu", "to 99.5% on a CPU: fastcnn, 10 epochs, test-time shifts", dict(SPEEDRUN, epochs=10,
+                                                                                                 tta=True)),
+    Recipe("speedrun-0.997-cpu", "to 99.7% on a CPU: fastcnn_deep, 15 epochs", dict(SPEEDRUN, model="fastcnn_deep",
+                                                                                    epochs=15)),
+    Recipe("speedrun-0.99-cuda", "to 99.0% on a GPU: fastcnn, 3 epochs, no augmentation, compiled",
+           dict(SPEEDRUN, epochs=3, augment=False, compile=True)),
+    Recipe("speedrun-0.995-cuda", "to 99.5% on a GPU: fastcnn, 8 epochs, test-time shifts, compiled",
+           dict(SPEEDRUN, epochs=8, compile=True, tta=True)),
+    Recipe("speedrun-0.997-cuda", "to 99.7% on a GPU: fastcnn_deep, 17 epochs, compiled",
+           dict(SPEEDRUN, model="fastcnn_deep", epochs=17, compile=True)),
 ]}
 
 

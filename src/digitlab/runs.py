@@ -134,7 +134,7 @@ def record_run(result: TrainResult, run: Path, plots: bool = True, live: RunWrit
             "scores": {k: result.summary.get(k) for k in SCORE_KEYS},  # what a model card quotes
             "precision": result.summary.get("precision"), "machine": result.summary.get("machine"),  # trained how, where
             "preparation": result.data.prep if result.data is not None else None}  # how predict reads a picture
-    ood_meta, ood_stats = for_record(result.model, result.data)  # the "not a digit" detector (ood.py)
+    ood_meta, ood_stats = for_record(result.model, result.data)  # the "not a digit" detector (digitlab.ood)
     save_model(result.model, run / MODEL_FILE, {**meta, **ood_meta}, extra=ood_stats)
     write_json(run / "summary.json", result.summary)
     interp = None

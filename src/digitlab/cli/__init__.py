@@ -14,7 +14,8 @@ import click
 import typer
 
 from ..errors import DigitlabError
-from . import chapter, machine, recipes, serving, speed, training  # noqa: F401  (registers the commands)
+# importing each module registers its commands, in this order in --help
+from . import chapter, machine, recipes, serving, speed, training, evaluation, listing, prediction  # noqa: F401,I001
 from .app import app, err
 
 try:  # typer >= 0.20 vendors click as typer._click; older releases raise click's own exceptions

@@ -24,15 +24,15 @@ import orjson
 import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data import preparation
-from ..predict import Classifier
+from ..predict import Classifier, verdict_fields
 from .batcher import Batcher
 from .inputs import IMAGE_TYPES, MAX_PIXELS, ApiError, Decoders, PixelsIn, multipart_file, pixels_input
-from .limits import BodyLimit
+from .limits import BodyLimit, error_body
 
 MAX_BODY = 1 << 20  # 1 MiB
 STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
@@ -47,7 +47,9 @@ TRAINING_DATA = {"digits": "MNIST: 60000 handwritten digits 0-9 for training, sc
 class PredictionOut(BaseModel):
     label: int | str                       # the predicted class: a digit (MNIST), or a name ("Sneaker")
     probabilities: dict[str, float]        # class -> probability, summing to 1
-    not_a_digit: bool                      # the model's detector says the image is none of its classes
+    none_of_the_classes: bool              # the model's detector says the image is none of its classes
+    verdict: str                           # what to say: the label, or "not a digit" / "not one of these classes"
+    not_a_digit: bool | None = None        # the same flag, for a model of digits only (the older name)
     ood_score: float | None                # the detector's score (larger: less like the training images; null
                                            # for a model without a detector)
     input: list[list[int]]                 # the 28x28 input the model saw, grey levels 0..255 (white ink on black)
@@ -84,9 +86,9 @@ def static_files() -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in STATIC}
 
 
-def error_response(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
-    """FastAPI's answer for a refusal: JSON {error, detail}."""
-    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+def error_response(status: int, code: str, detail: str, headers: dict | None = None) -> Response:
+    """FastAPI's answer for a refusal: the one {error, detail} body (limits.error_body)."""
+    return Response(error_body(code, detail), status_code=status, headers=headers, media_type="application/json")
 
 
 PREDICT_BODY = {"required": True, "content": {
@@ -194,7 +196,7 @@ def create_app(model_file: str | Path, max_body: int = MAX_BODY, max_pixels: int
                                                           f"takes: use application/json, multipart/form-data or "
                                                           f"image/png, image/jpeg, image/webp.")
         probs, score = await batcher.predict(x)
-        return prediction_json(clf.classes, probs, x, score, clf.detector)
+        return prediction_json(clf.classes, probs, x, score, clf.detector, clf.digits)
 
     return BodyLimit(PredictRoute(app, answer), max_body=max_body)
 
@@ -233,20 +235,16 @@ class PredictRoute:
         await send({"type": "http.response.body", "body": body})
 
 
-def error_body(code: str, detail: str) -> bytes:
-    """PredictRoute's refusal body: JSON {error, detail}."""
-    return orjson.dumps({"error": code, "detail": detail})
-
-
 def prediction_json(classes: list, probs: torch.Tensor, x: torch.Tensor, score: float | None = None,
-                    detector=None) -> bytes:
-    """The JSON answer: label, probability per class, whether it is none of the classes (with the detector's
-    score), and the 28x28 input as grey levels 0..255."""
+                    detector=None, digits: bool = True) -> bytes:
+    """The JSON answer: label, probability per class, whether it is none of the classes in the model's words
+    (predict.verdict_fields, with the detector's score), and the 28x28 input as grey levels 0..255."""
     p = probs.tolist()
-    not_a_digit = detector is not None and score is not None and detector.flags(score)
+    flagged = detector is not None and score is not None and detector.flags(score)
+    label = classes[max(range(len(p)), key=p.__getitem__)]
     grey = np.rint(x.numpy() * 255).astype(np.uint8)  # numpy, not torch: no dispatch cost on the event loop
     # orjson writes the uint8 array itself: 4 us, where json.dumps of 784 Python ints took 65 us
-    return orjson.dumps({"label": classes[max(range(len(p)), key=p.__getitem__)],
-                         "probabilities": {str(c): round(v, 6) for c, v in zip(classes, p)},
-                         "not_a_digit": not_a_digit, "ood_score": None if score is None else round(score, 6),
+    return orjson.dumps({"label": label, "probabilities": {str(c): round(v, 6) for c, v in zip(classes, p)},
+                         **verdict_fields(label, flagged, digits),
+                         "ood_score": None if score is None else round(score, 6),
                          "input": grey}, option=orjson.OPT_SERIALIZE_NUMPY)

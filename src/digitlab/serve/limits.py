@@ -7,7 +7,7 @@ never holds more than `max_body` bytes of it.
 
 from __future__ import annotations
 
-import json
+import orjson
 
 Scope = dict
 Message = dict
@@ -18,8 +18,8 @@ class BodyTooLarge(Exception):
 
 
 def error_body(code: str, detail: str) -> bytes:
-    """The 413 answer's JSON {error, detail}."""
-    return json.dumps({"error": code, "detail": detail}).encode()
+    """Every refusal's JSON body, {error, detail}: this 413, the predict route's and FastAPI's handlers' (app.py)."""
+    return orjson.dumps({"error": code, "detail": detail})
 
 
 class BodyLimit:

@@ -53,7 +53,7 @@ def compile_in_this_process() -> None:
     """Have torch.compile build its kernels in this process, without its pool of compile workers (one per core).
     The pool starts in the background at the first compile; when the compile cache makes compiling quick, it is
     still starting while the timed runs begin and takes the CPU the host needs to queue the GPU's work: the first
-    timed runs were almost 3x slower (benchmarks/gpu_first_runs.py; benchmarks/NOTES.md, "Fifth session").
+    timed runs were almost 3x slower (benchmarks/NOTES.md, "Fifth session").
     Compiling from a cold cache takes longer this way, but that is warm-up, outside the clock."""
     import torch._inductor.config as inductor_config  # deferred: the compiler loads only for a compiled run
 

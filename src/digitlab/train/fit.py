@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import inference
-from ..config import TrainConfig
+from ..config import TrainConfig, engine_reason
 from ..data.loader import DataLoader, DataLoaders
 from ..data.tasks import TaskData, load_task_for, to_input
 from ..errors import ConfigError
@@ -156,6 +156,7 @@ def fit(cfg: TrainConfig, cbs: Iterable[Callback] = (), data: TaskData | None = 
     status = "diverged" if learn.diverged else "interrupted" if learn.interrupted else "finished"
     summary = summarize(cfg, learn.model, scores, rec.logs, seconds, device, data.classes, learn.precision, status,
                         learn.diverged, learn.interrupted)
+    summary["engine_reason"] = engine_reason(cfg, world_size)
     return TrainResult(cfg, learn.model, summary, rec.logs, rec.losses, rec.lrs, probs, data, learn)
 
 

@@ -178,9 +178,10 @@ async function send(blob, name) {
 function show(r) {
   const probs = classes.map((c) => r.probabilities[String(c)] || 0);
   const top = probs.indexOf(Math.max(...probs));
-  if (r.not_a_digit) {
-    // the model's detector: this is none of its classes; the bars still show what the model would have said
-    label.textContent = digits ? "that does not look like a digit" : "that does not look like any of the classes";
+  if (r.none_of_the_classes) {
+    // the model's detector: this is none of its classes; the bars still show what the model would have said.
+    // r.verdict is the model's own words: "not a digit", or "not one of these classes" for named classes
+    label.textContent = r.verdict;
     label.dataset.state = "not-digit";
     confidence.textContent = "";
     say(`If it were one, the model would say ${r.label} (${(100 * probs[top]).toFixed(1)}%).`);

@@ -1,0 +1,80 @@
+"""Fitting a detector for a trained model on its task's splits: statistics on training images, the threshold on
+validation images (the test split is never read), and what a new run's model file stores."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data.mnist import Split
+from ..data.tasks import TaskData
+from .detector import ACCEPT, META_KEY, Detector, threshold_for
+from .features import model_scorer
+from .methods import OodError, fit_stats, method
+
+DEFAULT = "mahalanobis"   # chosen by measurement with the shipped model: benchmarks/results/ood.json, docs/predict.md
+
+
+FIT_IMAGES = 10000   # training images the statistics are fitted on (evenly spread): enough for a 256-wide
+                     # covariance, and it keeps the fit to seconds after a run on 2 CPU cores
+
+
+def spread(split: Split, n: int | None) -> Split:
+    """At most n images of a split, evenly spread over it (the same ones every time)."""
+    if n is None or len(split) <= n:
+        return split
+    idx = torch.linspace(0, len(split) - 1, n).round().long()
+    return Split(split.images[idx], split.labels[idx])
+
+
+def fit_detector(model: nn.Module, data: TaskData, name: str = DEFAULT, accept: float = ACCEPT,
+                 fit_images: int | None = FIT_IMAGES) -> Detector:
+    """Fit detector `name` for a trained model: statistics on its training split (at most `fit_images`, evenly
+    spread), then the threshold that accepts a share `accept` of the validation split. The test split is never
+    read. A task without validation images (valid_size=0) gets its threshold from the training images,
+    labelled so (`threshold_on: "train"`): in-sample, so it rejects somewhat more new digits than `accept` says."""
+    method(name)  # an unknown name is refused before any work
+    if not 0.5 <= accept < 1:
+        raise OodError(f"the accepted share of validation digits must be in [0.5, 1), got {accept}.")
+    was_training = model.training
+    model.eval()
+    try:
+        return _fit(model, data, name, accept, fit_images)
+    finally:
+        model.train(was_training)
+
+
+def _fit(model: nn.Module, data: TaskData, name: str, accept: float, fit_images: int | None) -> Detector:
+    scorer = model_scorer(model, method(name).needs_features)
+    train = spread(data.train, fit_images)
+    logits, features = scorer(train.images)
+    stats = fit_stats(name, features, train.labels, len(data.classes), logits) if features is not None else {}
+    on, held = ("valid", data.valid) if len(data.valid) else ("train", train)
+    detector = Detector(name, stats)
+    held_scores = detector.score(*scorer(held.images)) if held is not train else detector.score(logits, features)
+    detector.threshold = threshold_for(held_scores, accept)
+    detector.info = {"accept": accept, "threshold_on": on, "n_threshold": len(held), "fitted_on": "train",
+                     "n_fit": len(train)}
+    return detector
+
+
+def fit_or_fallback(model: nn.Module, data: TaskData, name: str = DEFAULT, **kw) -> Detector:
+    """fit_detector, falling back to the energy score (which needs only the logits) for a model whose features
+    the chosen detector cannot use (the reason is recorded in the detector's info)."""
+    try:
+        return fit_detector(model, data, name, **kw)
+    except OodError as e:
+        if name == "energy":
+            raise
+        detector = fit_detector(model, data, "energy", **kw)
+        detector.info["fallback"] = f"{name}: {e}"
+        return detector
+
+
+def for_record(model: nn.Module, data: TaskData | None, name: str = DEFAULT) -> tuple[dict, dict[str, torch.Tensor]]:
+    """What runs.record_run adds to a new run's model file: ({META_KEY: detector metadata}, statistics tensors);
+    nothing for a run without its data."""
+    if data is None or not len(data.train):
+        return {}, {}
+    detector = fit_or_fallback(model, data, name)
+    return {META_KEY: detector.to_meta()}, detector.tensors()
