@@ -6,12 +6,19 @@ SGD, and a plain loop for fastai's Learner). Baseline 2, plain idiomatic PyTorch
 torch.utils.data.DataLoader + torch.optim.SGD. Ours: digitlab's DataLoader (index slices, no collation) and Learner.
 Each of the three is warmed up once per stage (untimed), then the three run interleaved --repeats times (each
 repeat with the next seed) and every figure is a median over the repeats.
-Run: python -m benchmarks.chapter [--repeats 5]
+Run: python -m benchmarks.chapter [--repeats 5] [--as-avx2]
+
+`--as-avx2` runs it in a child process told to dispatch as an AVX2-only CPU (ATEN_CPU_CAPABILITY=avx2
+ONEDNN_MAX_CPU_ISA=AVX2, benchmarks.precision.AVX2_ENV) and records results/chapter-avx2.json; every record names
+its machine class.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 
 import torch
 from torch import nn
@@ -21,7 +28,10 @@ from torch.utils.data import TensorDataset
 from digitlab.chapter.reproduce import STAGES
 from digitlab.chapter.stages import ChapterData
 
+from digitlab.hardware import machine_class
+
 from .common import median, timed, write_record
+from .precision import AVX2_ENV
 
 
 def mnist_loss(preds, targets):
@@ -110,7 +120,12 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--plain-repeats", type=int, default=None, help="runs of baseline 2 per stage (default: "
                     "--repeats, like the others)")
+    ap.add_argument("--as-avx2", action="store_true", help="dispatch as an AVX2-only CPU (in a child process)")
     args = ap.parse_args(argv)
+    if args.as_avx2 and os.environ.get("ATEN_CPU_CAPABILITY") != "avx2":
+        child = [sys.executable, "-m", "benchmarks.chapter", "--as-avx2", "--repeats", str(args.repeats),
+                 "--seed", str(args.seed)] + (["--plain-repeats", str(args.plain_repeats)] if args.plain_repeats else [])
+        raise SystemExit(subprocess.run(child, env={**os.environ, **AVX2_ENV}).returncode)
     args.plain_repeats = args.repeats if args.plain_repeats is None else args.plain_repeats
     data = ChapterData.load()
     rows = []
@@ -139,9 +154,10 @@ def main(argv=None):
         vs_plain = f"{row['ratio_plain']:8.2f}x" if plain_t else f"{'-':>9s}"
         print(f"{name:20s} {row['book_s']:8.3f} {plain} {row['ours_s']:8.3f} {row['ratio']:7.2f}x {vs_plain} "
               f"{row['book_acc']:9.4f} {row['our_acc']:8.4f}")
-    path = write_record("chapter", {"claim": "chapter stages: ours vs the book's way and plain PyTorch (medians)",
-                                    "repeats": args.repeats, "plain_repeats": args.plain_repeats,
-                                    "warm_up": "each of the three, once per stage", "rows": rows})
+    path = write_record("chapter-avx2" if args.as_avx2 else "chapter", {
+        "claim": "chapter stages: ours vs the book's way and plain PyTorch (medians)", "repeats": args.repeats,
+        "plain_repeats": args.plain_repeats, "warm_up": "each of the three, once per stage", "rows": rows,
+        "machine_class": machine_class(), "dispatch_forced": AVX2_ENV if args.as_avx2 else None})
     print(f"wrote {path}")
 
 

@@ -136,8 +136,8 @@ def test_an_ensemble_recipe_trains_each_model_into_its_folder_and_scores_them_to
 
     from digitlab.recipes import EnsembleRecipe, Recipe, train_ensemble
 
-    a = Recipe("a", "fastcnn", dict(epochs=1, bs=128, precision="fp32", task="3v7", engine="fast"))
-    b = Recipe("b", "fastcnn, no augmentation", dict(epochs=1, bs=128, precision="fp32", augment=False, task="3v7",
+    a = Recipe("a", "fastcnn", dict(epochs=1, bs=256, precision="fp32", task="3v7", engine="fast"))
+    b = Recipe("b", "fastcnn, no augmentation", dict(epochs=1, bs=256, precision="fp32", augment=False, task="3v7",
                                                      engine="fast"))
     lines = []
     folder, s = train_ensemble(EnsembleRecipe("tiny", "", (a, b), n_seeds=2), tmp_path, "ens", lines.append,
