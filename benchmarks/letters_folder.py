@@ -2,10 +2,11 @@
 
 The case a user met: a folder of printed letters A to J, dark ink on light paper, train/ and valid/ split by font,
 trained with plain `digitlab train --data DIR --epochs 5`; then `digitlab predict RUN DIR/valid` answered a wrong
-letter for every C. Here the folder is made from the fonts this machine has (Debian's DejaVu and Liberation, else
-matplotlib's own), every third font held out for valid/, and the bar is that `predict` on the run's own valid/
-files gets exactly as many right as the run reported, and flags no more of them than the detector flags of the
-images its threshold was set on.
+letter for every C. Here the folder is made from the fonts this machine has (data.nondigits.text_fonts: Debian's
+DejaVu and Liberation, else matplotlib's own), every third font held out for valid/, and the bar is that `predict`
+on the run's own valid/ files gets exactly as many right as the run reported, and flags no more of them than the
+detector flags of the images its threshold was set on (give or take two binomial standard errors of that rate).
+A control runs the same model file without its saved preparation: the old rule the user met.
 
     python -m benchmarks.letters_folder [--epochs 5] [--per-font 20]
 
@@ -21,10 +22,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from digitlab.data.nondigits import text_fonts
 from digitlab.hardware import machine_class
 from digitlab.weights import load_model_and_extras, read_weights, save_model
 
@@ -32,14 +33,6 @@ from .common import write_record
 
 DIGITLAB = str(Path(sys.executable).with_name("digitlab"))
 LETTERS = "ABCDEFGHIJ"
-SYMBOL_FONTS = ("STIX", "cmex", "cmsy", "cmmi", "MathTeX")  # fonts without plain Latin capitals
-
-
-def fonts() -> list[Path]:
-    """Text fonts on this machine, sorted: Debian's, else the ones matplotlib ships."""
-    found = sorted(Path("/usr/share/fonts/truetype").rglob("*.ttf")) or \
-        sorted((Path(matplotlib.get_data_path()) / "fonts" / "ttf").glob("*.ttf"))
-    return [f for f in found if not any(s in f.name for s in SYMBOL_FONTS)]
 
 
 def letter(font: Path, ch: str, rng: np.random.Generator) -> Image.Image:
@@ -55,7 +48,7 @@ def letter(font: Path, ch: str, rng: np.random.Generator) -> Image.Image:
 
 def make_folder(root: Path, per_font: int, seed: int = 0) -> dict:
     """root/train/<letter>/ and root/valid/<letter>/, every third font (by name) in valid/."""
-    rng, faces = np.random.default_rng(seed), fonts()
+    rng, faces = np.random.default_rng(seed), text_fonts()
     split = {f: "valid" if i % 3 == 2 else "train" for i, f in enumerate(faces)}
     for f, part in split.items():
         for ch in LETTERS:

@@ -48,7 +48,8 @@ def logits_and_features(model: torch.nn.Module, images: torch.Tensor, bs: int = 
     modules), the features are that layer's input, which the "not a digit" detector reads. `autocast` makes the
     context each batch runs in (the fast path's bf16)."""
     was_training = model.training
-    model.eval()
+    if was_training:  # a model already in eval mode (every served request) is not walked again
+        model.eval()
     device = next(model.parameters()).device
     body, head = parts if parts is not None else (None, model)
     logits_out, feats = [], []
@@ -63,7 +64,8 @@ def logits_and_features(model: torch.nn.Module, images: torch.Tensor, bs: int = 
             if body is not None:
                 feats.append(f.float())
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
     if not logits_out:
         return torch.empty(0, 0, device=device), (torch.empty(0, 0, device=device) if body is not None else None)
     join = (lambda xs: xs[0]) if len(logits_out) == 1 else torch.cat  # one batch (a lone request): no copy
