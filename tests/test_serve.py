@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -50,6 +52,36 @@ def stop(proc):
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def children(pid: int) -> list[int]:
+    return [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+
+
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (an exited child waiting for its parent to read its status)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_or_killed_server_leaves_no_worker_processes_behind(tmp_path, sig):
+    """The decoder workers (serve/inputs.py) end with the server, even one killed outright: they used to live on,
+    ~170 MB each, until leaked servers' workers filled the machine's memory."""
+    proc, _ = start(tmp_path=tmp_path)
+    workers = children(proc.pid)
+    assert len(workers) >= 2, workers  # the two decoders (and multiprocessing's resource tracker)
+    proc.send_signal(sig)
+    proc.wait(HANG_S)
+    # the workers look for their server every 0.5 s: a minute is a hang guard for any machine, not a time bar
+    deadline = time.monotonic() + 60
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(alive, workers)), [w for w in workers if alive(w)]
 
 
 @pytest.fixture(scope="module")
