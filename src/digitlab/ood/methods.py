@@ -115,7 +115,7 @@ METHODS: dict[str, Method] = {
     "knn": Method(lambda s, logits, f: knn_distance(f, s["bank"], int(s["k"])), fit_knn, ("bank", "k")),
     "energy_mahalanobis": Method(
         lambda s, logits, f: mahalanobis(f, s["whiten"], s["means_twice"], s["means_sq"])
-        - torch.logsumexp(logits.float(), 1) * s["energy_weight"] + s["offset"],
+        + energy(logits) * s["energy_weight"] + s["offset"],
         fit_energy_mahalanobis, (*MAHA, "energy_weight", "offset")),
 }
 DETECTORS = tuple(METHODS)
