@@ -33,10 +33,10 @@ datasets:
 	  || echo "could not install dataset-fashion-mnist (needs root and apt); the Fashion-MNIST tests will skip or fail"
 
 test: setup browser datasets
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses=4
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n auto --maxprocesses=4 -m "not slow"
 
 bench: setup
 	$(PY) -m benchmarks.chapter

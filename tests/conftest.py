@@ -10,12 +10,23 @@ import torch
 from digitlab.data import load_mnist
 from digitlab.hardware import describe_machine
 
+# `make test` runs the suite in one pytest-xdist worker per core. Each worker, and every process a test starts
+# (OMP_NUM_THREADS is inherited), then computes on its share of the cores: two workers with two threads each on
+# two cores oversubscribe, and OpenMP's waiting threads make both many times slower.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    THREADS = max(1, len(os.sched_getaffinity(0)) // WORKERS)
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
+    torch.set_num_threads(THREADS)
+
 
 def pytest_report_header(config):
     """The machine class at the top of every run: tolerances and timings hold per class (AVX2, AVX-512, AMX)."""
     m = describe_machine("cpu")
+    workers = config.getoption("numprocesses", None)
     return (f"digitlab machine: {m['cpu_model']}; CPU capability {m['cpu_capability']}, native bf16 "
-            f"{m['cpu_native_bf16']}, {m['threads']} threads; precision auto -> {m['precision']} ({m['precision_reason']})")
+            f"{m['cpu_native_bf16']}, {m['threads']} threads; precision auto -> {m['precision']} ({m['precision_reason']})"
+            f"; pytest-xdist workers: {workers or 'none'} (each with its share of the cores)")
 
 
 @pytest.fixture(scope="session")

@@ -80,7 +80,9 @@ def test_same_seed_same_result_and_accuracy_floor(digits):
     trainer, (a, b) = fast_fit(fast_config(epochs=1, precision="fp32"), seeds=(3, 3), data=data, device="cpu",
                                warmup=False)
     assert a.accuracy == b.accuracy and a.history == b.history
-    assert a.accuracy > 0.6, a.accuracy  # 46 steps (0.73-0.89 seen, by data order): catches breakage, chance is 0.1
+    # 46 steps: seeds 0-4 scored 0.59-0.88 with AVX2 and AVX-512 dispatch at 1 and 2 threads (the order of the
+    # sums changes with both); chance is 0.1, so 0.4 still catches a model that does not learn
+    assert a.accuracy > 0.4, a.accuracy
     assert trainer.steps_per_epoch == 12000 // 256
 
 

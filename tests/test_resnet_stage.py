@@ -162,4 +162,6 @@ def test_stage_trains_one_cycle_on_a_slice_of_the_3s_and_7s():
     assert res.accuracy >= FLOOR, res.accuracy
 
 
-FLOOR = 0.98
+# One epoch on a slice: seeds 0-2 scored 0.9745-0.9931 with AVX2 and AVX-512 dispatch at 1 and 2 threads; chance
+# is 0.5, so 0.95 still catches a stage that does not learn.
+FLOOR = 0.95
