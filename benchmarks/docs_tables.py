@@ -296,21 +296,51 @@ def ood_table(rec: dict, name: str = "ood") -> str:
         if "refused" in r:
             lines.append(f"| {r['detector']} | refused: {r['refused']} |" + " |" * 8)
             continue
-        bold = "**" if r["detector"] == rec["default"] else ""
+        bold = "**" if r["detector"] == rec.get("model_detector", rec["default"]) else ""
         lines.append(f"| {bold}{r['detector']}{bold} | {r['auroc']:.4f} | {r['fpr_at_95_tpr']:.2%} | "
                      f"{r['fashion_flagged']:.2%} | {r['mnist_flagged']:.2%} | {r['accuracy_accepted']:.4f} | "
                      f"{r['uci_accepted']:.2%} | {r['fashion_as_pictures']['flagged']:.2%} | "
                      f"{r['cost_batch']:+.1%} / {r['cost_single']:+.1%} | {'yes' if r['meets_bars'] else 'no'} |")
     env = rec.get("environment", {})
     lines.append("")
-    lines.append(f"Model: {Path(rec['model']).name} ({rec['architecture']}); in bold the default detector; "
+    lines.append(f"Model: {Path(rec['model']).name} ({rec['architecture']}); in bold the model's own detector "
+                 f"(new runs get {rec['default']}); "
                  f"{env.get('when', '?')[:10]}, torch "
                  f"{env.get('torch', '?')}, {env.get('threads', '?')} threads, {env.get('cpu', '?')}; "
                  f"`results/{name}.json`.")
     return "\n".join(lines)
 
 
-BLOCKS = {"suite": suite, "machines": machines, "quickstart": quickstart, "resnet": resnet,
+NONDIGIT_SETS = {"closed": "closed shapes (triangle, square, star, house, heart, smiley...)",
+                 "open": "open strokes (wave, zigzag, spiral, check, a written M or W...)", "scribble": "scribbles",
+                 "letters": "printed letters and symbols, in fonts used neither to train nor to choose",
+                 "fashion_test": "Fashion-MNIST's test images as PNG files",
+                 "mnist_test": "MNIST's test images as PNG files", "drawn_digits": "MNIST digits drawn the page's way",
+                 "uci_digits": "the UCI digits (8x8 scans)"}
+
+
+def nondigits_table(results: Path, name: str = "nondigits-shipped") -> str:
+    """docs/predict.md: what `digitlab predict` answers per kind of picture, from benchmarks/nondigits.py."""
+    rec = record(name, results)
+    rows = []
+    for key, label in NONDIGIT_SETS.items():
+        r = rec["rows"].get(key)
+        if r is None:
+            continue
+        kind, bar = rec["bars"][key]
+        flagged = pct(r["flagged"]) + (f" ({pct(r['accuracy'])} right)" if "accuracy" in r else "")
+        sep = "(digits: to accept)" if "accuracy" in r else f"{r['auroc']:.4f} / {pct(r['fpr_at_95_tpr'])}"
+        want = {"flagged": f"flagged: at least {bar:.0%}", "flagged_at_most": f"flagged: at most {bar:.0%}",
+                "right_and_accepted": f"right and accepted: at least {bar:.0%} ({pct(r.get('right_and_accepted', 0))})",
+                "accepted": f"accepted: at least {bar:.0%} ({pct(r['accepted'])})"}[kind]
+        rows.append([f"{label}, {r['n']}", flagged, sep, want, "yes" if r["bar_met"] else "**no**"])
+    return "\n".join([table(["pictures", "flagged \"not a digit\"", "AUROC / FPR at 95% TPR against MNIST test",
+                              "issue 27's bar", "met"], rows), "",
+                      f"Model: {Path(rec['model']).name}; seed {rec['seed']} of data.nondigits, fonts "
+                      f"{', '.join(rec['fonts'][:3])}...; {when(rec)}; `results/{name}.json`."])
+
+
+BLOCKS = {"suite": suite, "nondigits": nondigits_table, "machines": machines, "quickstart": quickstart, "resnet": resnet,
           "resnet-avx2": lambda results: resnet(results, "-avx2"), "tendigits": tendigits, "serve-load": serve_load,
           "predict-accuracy": predict_accuracy, "predict-speed": predict_speed, "distributed": distributed,
           "ensemble-cli": ensemble_cli, "validation-choices": validation_choices,

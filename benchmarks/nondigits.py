@@ -8,7 +8,8 @@ wrongly flagged, MNIST's test digits, digits drawn the page's way and the UCI di
 
     python -m benchmarks.nondigits [--model FILE_OR_RUN] [--n 300] [--name shipped]
 
-Record: results/nondigits-<name>.json: per set, the share flagged "not a digit" and, for digits, the accuracy.
+Record: results/nondigits-<name>.json: per set, the share flagged "not a digit" and, for digits, the accuracy;
+and the AUROC and FPR at 95% TPR of predict's detector score (`ood_score`) against MNIST's test digits.
 Issue 27's bars: shapes, scribbles and letters at least 95% flagged (letters in unseen fonts at least 90%),
 Fashion-MNIST at least 95%; MNIST test at most 1% flagged, drawn digits at least 98% right and not flagged, UCI
 digits at least 97% accepted.
@@ -24,12 +25,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from digitlab.data import nondigits
 from digitlab.data.tasks import load_task
 from digitlab.data.uci import uci_digits
 from digitlab.hardware import machine_class
+from digitlab.ood import auroc, fpr_at_tpr
 
 from .common import write_record
 
@@ -68,6 +71,17 @@ def predict(model: str, pictures: list[Image.Image], folder: Path) -> list[dict]
     return json.loads(proc.stdout)
 
 
+def separation(digits: list[dict], others: list[dict]) -> dict:
+    """AUROC and FPR at 95% TPR of the detector's scores (predict's `ood_score`), MNIST's test digits against a
+    set; pictures answered blank have no score and are left out."""
+    def scores(answers):
+        return torch.tensor([a["ood_score"] for a in answers if a.get("ood_score") is not None])
+    inside, outside = scores(digits), scores(others)
+    if not len(inside) or not len(outside):
+        return {}
+    return {"auroc": auroc(inside, outside), "fpr_at_95_tpr": fpr_at_tpr(inside, outside)}
+
+
 def summarise(answers: list[dict], labels: np.ndarray | None) -> dict:
     flagged = np.array([bool(a.get("none_of_the_classes")) for a in answers])
     blank = np.array([bool(a.get("blank")) for a in answers])
@@ -96,12 +110,16 @@ def main(argv=None) -> None:
     ap.add_argument("--n", type=int, default=300, help="pictures of each made kind")
     ap.add_argument("--name", default="shipped")
     args = ap.parse_args(argv)
-    rows = {}
+    rows, answers = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (pictures, labels) in sets(args.n).items():
-            rows[name] = {**summarise(predict(args.model, pictures, Path(tmp) / name), labels)}
+            answers[name] = predict(args.model, pictures, Path(tmp) / name)
+            rows[name] = {**summarise(answers[name], labels)}
             rows[name]["bar_met"] = bar_met(name, rows[name])
             print(name, rows[name], flush=True)
+    for name in rows:
+        if name != "mnist_test":  # how well the scores tell MNIST's test digits from each set
+            rows[name].update(separation(answers["mnist_test"], answers[name]))
     info = json.loads(subprocess.run([DIGITLAB, "info", "--json"], capture_output=True, text=True).stdout)
     record = {"claim": "predict's answers per kind of picture (issue 27's bars)", "model": args.model, "n": args.n,
               "seed": nondigits.TEST_SEED, "fonts": [f.name for f in nondigits.font_split()["test"]],

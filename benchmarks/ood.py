@@ -148,7 +148,8 @@ def measure(model: str | Path, fashion: Path, repeats: int = 5) -> dict:
               f"{row['uci_accepted']:.4f}  cost {row['cost_batch']:+.1%} batch / {row['cost_single']:+.1%} one / "
               f"{row['cost_picture']:+.1%} picture  {'all bars' if row['meets_bars'] else ''}", flush=True)
     return {"model": str(path), "architecture": clf.meta["model"], "model_config_valid_size": cfg.get("valid_size"),
-            "default": ood.DEFAULT, "accept": ood.ACCEPT, "fit_images": ood.FIT_IMAGES, "bars": BARS,
+            "default": ood.DEFAULT, "model_detector": (clf.meta.get(ood.META_KEY) or {}).get("detector"),
+            "accept": ood.ACCEPT, "fit_images": ood.FIT_IMAGES, "bars": BARS,
             "sets": {"in": f"MNIST test ({len(test)})", "out": f"Fashion-MNIST test ({len(fash)}, {fashion})",
                      "out_as_pictures": f"Fashion-MNIST test first 2000 through prepare_image ({fash_blank} blank)",
                      "real_handwriting": f"UCI digits ({len(uci)}, {uci_blank} blank)"},

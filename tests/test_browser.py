@@ -4,6 +4,7 @@ that has a "not a digit" detector, a square is answered as not a digit, then a 7
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import pytest
@@ -118,5 +119,46 @@ def test_a_square_is_not_a_digit_and_a_seven_is_a_seven(tmp_path, record_propert
             page.screenshot(path=str(shot))
             assert page.text_content("#label") == "7", f"see {shot}"
             browser.close()
+    finally:
+        stop(proc)
+
+
+def answer_for(page, strokes, shot) -> str:
+    """Draw `strokes` on a cleared canvas and return the page's settled answer (its screenshot saved to `shot`)."""
+    page.click("#clear")
+    stroke = drawer(page)
+    for points in strokes:
+        stroke(points)
+    answered = "#label[data-state=ok], #label[data-state=not-digit]"
+    page.wait_for_selector(answered, timeout=10000)
+    page.wait_for_timeout(600)  # the last (debounced) answer
+    page.wait_for_selector(answered, timeout=10000)
+    page.screenshot(path=str(shot))
+    return page.text_content("#label")
+
+
+def circle(cx, cy, r, t0=0.0, t1=2 * math.pi, n=24):
+    return [(cx + r * math.cos(t), cy + r * math.sin(t)) for t in (t0 + (t1 - t0) * i / n for i in range(n + 1))]
+
+
+@pytest.mark.slow
+def test_the_shipped_model_answers_a_triangle_and_a_smiley_not_a_digit_and_a_four_four(tmp_path):
+    """Issue 27's bar, on the page as a person uses it: the shipped model (trained to know non-digits) and its
+    detector, a triangle, a smiley (face, two eyes, a mouth) and a 4 drawn with the mouse."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright  # deferred: only once the browser is known to be there
+
+    proc, url = start(tmp_path=tmp_path)
+    try:
+        with sync_playwright() as pw:
+            browser, page = open_page(pw, url)
+            triangle = [[(140, 50), (235, 220), (45, 220), (140, 50)]]
+            smiley = [circle(140, 140, 95), [(105, 110), (106, 111)], [(175, 110), (176, 111)],
+                      circle(140, 150, 50, 0.2 * math.pi, 0.8 * math.pi, 12)]
+            four = [[(170, 40), (70, 170), (210, 170)], [(170, 40), (170, 250)]]
+            got = {name: answer_for(page, strokes, tmp_path / f"{name}.png")
+                   for name, strokes in (("triangle", triangle), ("smiley", smiley), ("four", four))}
+            browser.close()
+        assert got == {"triangle": "not a digit", "smiley": "not a digit", "four": "4"}, f"{got}; see {tmp_path}"
     finally:
         stop(proc)

@@ -19,6 +19,7 @@ from digitlab.train.fast import FastTrainer, fast_fit
 from digitlab.train.metrics import exact_accuracy
 from digitlab.train.optim import SGD, set_hyper
 from digitlab.train.runtime import seed_everything
+from digitlab.weights import load_model
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -289,3 +290,24 @@ def test_a_saved_config_comes_back_equal_and_old_fast_records_read_as_the_fast_e
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     old = {"model": "fastcnn", "epochs": 2, "eval_bs": 2000, "path": "fast", "augment": False}  # a FastConfig record
     assert TrainConfig.from_dict(old) == TrainConfig(engine="fast", epochs=2, augment=False, valid_size=0)
+
+
+def test_init_from_starts_a_run_from_the_files_weights_and_refuses_another_kind(digits, tmp_path):
+    """Fine-tuning: the fast engine's and the Learner's runs start from the file's weights, not random ones; a
+    file of another architecture is refused, saying what it holds."""
+    from digitlab.train.fit import build_learner
+    from digitlab.weights import WeightsError, save_model
+
+    shipped = Path(__file__).resolve().parent.parent / "src" / "digitlab" / "pretrained" / "digits-cnn.safetensors"
+    small = subset(digits, 512, 256)
+    want = load_model(shipped)[0].state_dict()
+    trainer = FastTrainer(fast_config(bs=128, init_from=str(shipped)), small)
+    trainer.reset(3)
+    learner = build_learner(TrainConfig(init_from=str(shipped)), small, torch.device("cpu"))
+    for got in (trainer.model.state_dict(), learner.model.state_dict()):
+        for name, t in want.items():
+            torch.testing.assert_close(got[name].cpu(), t, rtol=0, atol=0)
+    other = save_model(build_model("linear"), tmp_path / "linear.safetensors", {"model": "linear",
+                                                                               "classes": list(range(10))})
+    with pytest.raises(WeightsError, match="'linear' model"):
+        FastTrainer(fast_config(bs=128, init_from=str(other)), small).reset(0)

@@ -54,6 +54,17 @@ def test_the_cards_figures_are_the_files_metadata(card, meta):
     assert f"{meta['ood']['accept']:.0%} of the validation digits" in card["not-a-digit detector"]
 
 
+def test_the_cards_detector_figures_are_those_measured_through_predict(card):
+    """Issue 27's figures in the card's detector row are the record of benchmarks/nondigits.py for this file."""
+    rec = json.loads((RECORD.parent / "nondigits-shipped.json").read_text())
+    row, rows = card["not-a-digit detector"], rec["rows"]
+    assert Path(rec["model"]).name == "digits-cnn.safetensors"
+    for key in ("scribble", "letters", "fashion_test", "mnist_test"):
+        assert f"{rows[key]['flagged']:.2%}" in row, key
+    assert f"{rows['uci_digits']['accepted']:.2%}" in row
+    assert rows["closed"]["flagged"] == rows["open"]["flagged"] == 1.0 and "100% of drawn closed shapes" in row
+
+
 def test_the_shipped_model_meets_its_bars(meta):
     """From the file's own scores (the UCI bar: the slow test below, which scores the UCI digits)."""
     assert meta["scores"]["test_accuracy"] >= 0.995

@@ -58,6 +58,10 @@ class TrainConfig:
     graphs: bool | None = None    # the fast engine captures its step as a CUDA graph; None: on CUDA only
     compile: bool = False         # the fast engine's torch.compile, on CUDA only (10-25 s of warm-up)
     fused_loss: bool = True       # the fast engine's loss: PyTorch's fused cross-entropy (equal to ours, tested)
+    init_from: str | None = None  # start from this model file's weights (fine-tuning) instead of random ones
+    lowres: float = 0.0           # digits: this share of the training digits added again as 8x8 scans (data/lowres.py)
+    outlier_exposure: float = 0.0  # digits, fast engine: weight of the loss that pushes non-digits (data/outliers.py)
+                                   # to equal probabilities (outlier exposure); each batch adds half as many; 0: off
 
     def __post_init__(self):
         fast_only = self.engine != "fast" or (self.opt == "sgd" and self.schedule == "one_cycle")
@@ -82,6 +86,10 @@ class TrainConfig:
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
             (fast_only, f"the fast engine trains with one-cycle SGD; got opt {self.opt!r} and schedule "
                         f"{self.schedule!r} (use engine learner for those)"),
+            (0 <= self.lowres <= 1, f"lowres is a share of the training digits, in [0, 1]; got {self.lowres}"),
+            (self.outlier_exposure >= 0, f"outlier_exposure is a loss weight, 0 or more; got {self.outlier_exposure}"),
+            (not self.outlier_exposure or self.engine == "fast",
+             "outlier_exposure trains on the fast engine (engine fast)"),
         ]
         for ok, message in checks:
             if not ok:

@@ -70,6 +70,17 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     return model, meta
 
 
+def starting_weights(path: str | Path, model_name: str, classes) -> dict[str, torch.Tensor]:
+    """The weights of a saved model to start a run from (fine-tuning): refused, saying why, unless the file holds
+    the same architecture for the same classes."""
+    model, meta = load_model(path)
+    if meta["model"] != model_name or [str(c) for c in meta["classes"]] != [str(c) for c in classes]:
+        raise WeightsError(f"{path}: a {meta['model']!r} model of classes {list(meta['classes'])}; this run trains "
+                           f"{model_name!r} for {list(classes)}. Start from a model of the same kind (or set "
+                           f"--model to {meta['model']}).")
+    return model.state_dict()
+
+
 def load_model_and_extras(path: str | Path) -> tuple[nn.Module, dict, dict[str, torch.Tensor]]:
     """load_model, and the file's extra tensors (those save_model's `extra` wrote: a detector's statistics)."""
     tensors, meta = read_weights(path)

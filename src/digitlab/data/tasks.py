@@ -9,7 +9,7 @@ prediction's label stays 7); a named set's are its names ("Sneaker").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -56,6 +56,7 @@ class TaskData:
     std: float = MNIST.std
     info: dict | None = None       # the data set: name, folder, classes, sha256 (recorded in the run's config)
     preparation: dict | None = None  # how a picture becomes an input like these (data/preparation.py); None: by classes
+    outliers: torch.Tensor | None = None  # uint8 non-digits a model is shown to learn what is not a digit (data/outliers.py)
 
     @property
     def prep(self) -> dict:
@@ -169,9 +170,29 @@ def load_task(task: str = "digits", root: str | Path | None = None, valid_size: 
 
 
 def load_task_for(cfg) -> TaskData:
-    """The data a TrainConfig names (its task, data, valid_size, classes and valid_pct): the one place a config
-    becomes its data, for both engines and the commands."""
-    return load_task(cfg.task, cfg.data, cfg.valid_size, cfg.classes, cfg.valid_pct)
+    """The data a TrainConfig names (its task, data, valid_size, classes and valid_pct, and what it adds to the
+    training split: low-resolution scans, non-digits): the one place a config becomes its data, for both engines
+    and the commands."""
+    data = load_task(cfg.task, cfg.data, cfg.valid_size, cfg.classes, cfg.valid_pct)
+    if not (cfg.lowres or cfg.outlier_exposure):
+        return data
+    if not all(str(c).isdigit() for c in data.classes):
+        raise ConfigError("lowres and outlier_exposure are made for models of digits (their non-digits are "
+                          f"shapes, letters and clothes); this data set's classes are {', '.join(map(str, data.classes))}.")
+    if cfg.lowres:
+        from .lowres import low_resolution  # deferred: only these runs prepare pictures
+
+        n = round(cfg.lowres * len(data.train))
+        pick = torch.linspace(0, len(data.train) - 1, n).round().long()  # evenly spread: every class its share
+        x, y = low_resolution(data.train.images[pick], data.train.labels[pick])
+        data = replace(data, train=Split(torch.cat([data.train.images, x]), torch.cat([data.train.labels, y])),
+                       info={**data.info, "lowres_scans": len(x)})
+    if cfg.outlier_exposure:
+        from .outliers import exposure_set  # deferred: only these runs draw and prepare pictures
+
+        outliers, held = exposure_set()
+        data = replace(data, outliers=outliers, info={**data.info, "outliers": held})
+    return data
 
 
 def to_input(xb: torch.Tensor) -> torch.Tensor:

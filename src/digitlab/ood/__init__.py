@@ -15,9 +15,12 @@ Detectors (from the literature; compared in docs/predict.md, benchmarks/ood.py):
 - energy_mahalanobis: the sum of the energy and Mahalanobis scores, each standardised by its mean and standard
                 deviation on the training split: one looks at the scores, the other at the features (in the
                 spirit of ViM, Wang et al. 2022, which adds a feature-space score to the energy).
+- exposure:     a small network on the features and logits trained to tell digits from non-digits that digitlab
+                draws itself, letters and Fashion-MNIST training images (outlier exposure, Hendrycks et al. 2019,
+                as a reject option: exposure.py); the shipped model's, chosen on validation (issue 27).
 
 The package: methods.py (the detectors by name, in a registry), features.py (the model's penultimate features),
-detector.py (a fitted detector and its threshold), fitting.py (fitting on a task's splits), metrics.py (AUROC,
+detector.py (a fitted detector and its threshold), exposure.py (the learned head), fitting.py (fitting on a task's splits), metrics.py (AUROC,
 FPR). Pure: tensors in, scores out. The fitted statistics travel as tensors in the model's safetensors file
 (`weights.save_model(..., extra=...)`), the name and threshold in its metadata (`ood` key)."""
 

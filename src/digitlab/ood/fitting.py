@@ -9,6 +9,7 @@ from torch import nn
 from ..data.mnist import Split
 from ..data.tasks import TaskData
 from .detector import ACCEPT, META_KEY, Detector, threshold_for
+from .exposure import head_input, train_head
 from .features import model_scorer
 from .methods import OodError, fit_stats, method
 
@@ -48,7 +49,10 @@ def _fit(model: nn.Module, data: TaskData, name: str, accept: float, fit_images:
     scorer = model_scorer(model, method(name).needs_features)
     train = spread(data.train, fit_images)
     logits, features = scorer(train.images)
-    stats = fit_stats(name, features, train.labels, len(data.classes), logits) if features is not None else {}
+    if method(name).needs_outliers:
+        stats = exposure_stats(scorer, train, data.classes, logits, features)
+    else:
+        stats = fit_stats(name, features, train.labels, len(data.classes), logits) if features is not None else {}
     on, held = ("valid", data.valid) if len(data.valid) else ("train", train)
     detector = Detector(name, stats)
     held_scores = detector.score(*scorer(held.images)) if held is not train else detector.score(logits, features)
@@ -56,6 +60,21 @@ def _fit(model: nn.Module, data: TaskData, name: str, accept: float, fit_images:
     detector.info = {"accept": accept, "threshold_on": on, "n_threshold": len(held), "fitted_on": "train",
                      "n_fit": len(train)}
     return detector
+
+
+def exposure_stats(scorer, train: Split, classes, logits: torch.Tensor, features: torch.Tensor) -> dict:
+    """The "not a digit" head (exposure.py) for a model of digits: trained on the training digits and their 8x8
+    scans against data/outliers.py's train part of non-digits, each through the model."""
+    from ..data.lowres import low_resolution  # deferred: only this detector draws and prepares pictures
+    from ..data.outliers import exposure_set  # deferred: as above
+
+    if not all(str(c).isdigit() for c in classes):
+        raise OodError("the exposure detector learns non-digits (shapes, letters, clothes): it is for models of "
+                       "digits; use mahalanobis or energy for this model.")
+    scans, _ = low_resolution(train.images[::2], train.labels[::2])
+    others, _ = exposure_set()
+    digits = torch.cat([head_input(logits, features), head_input(*scorer(scans))])
+    return train_head(digits, head_input(*scorer(others)))
 
 
 def fit_or_fallback(model: nn.Module, data: TaskData, name: str = DEFAULT, **kw) -> Detector:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import DigitlabError
+from .exposure import head_score
 
 KNN_K = 10                 # neighbour whose distance is the kNN score
 KNN_BANK = 5000            # training images in the kNN bank (stored in the model file)
@@ -30,11 +31,13 @@ Stats = dict[str, torch.Tensor]
 @dataclass(frozen=True)
 class Method:
     """One detector: score(stats, logits (N, C), features (N, D) or None) -> (N,), and fit(features, labels,
-    n_classes, logits) -> stats (the tensors stored with the model, named in `stats`)."""
+    n_classes, logits) -> stats (the tensors stored with the model, named in `stats`). A method that learns from
+    non-digits (`needs_outliers`) is fitted by fitting.py from pictures instead: its `fit` is never called."""
     score: Callable[[Stats, torch.Tensor, torch.Tensor | None], torch.Tensor]
     fit: Callable[[torch.Tensor, torch.Tensor, int, torch.Tensor], Stats]
     stats: tuple[str, ...] = ()
     needs_features: bool = True
+    needs_outliers: bool = False
 
 
 def mahalanobis(f: torch.Tensor, whiten: torch.Tensor, means_twice: torch.Tensor, means_sq: torch.Tensor
@@ -117,6 +120,8 @@ METHODS: dict[str, Method] = {
         lambda s, logits, f: mahalanobis(f, s["whiten"], s["means_twice"], s["means_sq"])
         + energy(logits) * s["energy_weight"] + s["offset"],
         fit_energy_mahalanobis, (*MAHA, "energy_weight", "offset")),
+    "exposure": Method(lambda s, logits, f: head_score(s, logits, f), no_stats,
+                       ("w1", "b1", "w2", "b2"), needs_outliers=True),
 }
 DETECTORS = tuple(METHODS)
 
@@ -138,4 +143,7 @@ def score(name: str, stats: Stats, logits: torch.Tensor, features: torch.Tensor 
 def fit_stats(name: str, features: torch.Tensor, labels: torch.Tensor, n_classes: int,
               logits: torch.Tensor | None = None) -> Stats:
     """The statistics detector `name` needs, from training features (N, D), class indices (N,) and logits (N, C)."""
+    if method(name).needs_outliers:
+        raise OodError(f"detector {name} learns from pictures of non-digits, not from training features alone: "
+                       "fit it with ood.fit_detector (or `digitlab ood-fit RUN --detector exposure`).")
     return method(name).fit(features, labels, n_classes, logits)

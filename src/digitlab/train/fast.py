@@ -36,8 +36,9 @@ from ..errors import ConfigError
 from ..hardware import resolve_precision
 from ..models.layers import set_normalization
 from ..models.registry import build_model
+from ..weights import starting_weights
 from .loss_scale import LossScaler
-from .losses import cross_entropy
+from .losses import cross_entropy, uniform_cross_entropy
 from .metrics import exact_accuracy
 from .optim import SGD
 from .result import TrainResult, final_scores, summarize
@@ -86,6 +87,13 @@ class FastTrainer:
         self.hypers = self.opt.param_groups[0]  # its lr and mom are device tensors the schedule fills
         self.xb = torch.zeros(cfg.bs, 1, 28, 28, device=self.device)
         self.yb = torch.zeros(cfg.bs, dtype=torch.long, device=self.device)
+        self.ob, self.n_out = None, cfg.bs // 2  # outlier exposure: non-digits beside each batch, half as many
+        if cfg.outlier_exposure:
+            if data.outliers is None or len(data.outliers) < self.n_out:
+                raise ConfigError(f"outlier_exposure needs at least {self.n_out} non-digit pictures beside the data "
+                                  f"(data/outliers.py; load the data with load_task_for).")
+            self.x_out = data.outliers.to(self.device)
+            self.ob = torch.zeros(self.n_out, 1, 28, 28, device=self.device)
         self.loss_sum = torch.zeros((), device=self.device)
         self.last_loss = torch.zeros((), device=self.device)  # the step's loss (a static buffer under a graph)
         self.step_losses = torch.zeros(self.steps_per_epoch, device=self.device)  # this epoch's, read at its end
@@ -101,16 +109,22 @@ class FastTrainer:
         # no cast cache: a cached cast would be freed under a captured graph
         return self.precision.autocast(self.device.type, cache_enabled=False)
 
-    def plain_forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def plain_forward_loss(self, x: torch.Tensor, y: torch.Tensor, o: torch.Tensor | None = None) -> torch.Tensor:
+        """The batch's loss; with non-digits `o` (outlier exposure) they go through the model in the same pass,
+        and their uniform cross-entropy, weighted, is added."""
         with self.autocast():
-            out = self.model(x)
+            out = self.model(x if o is None else torch.cat([x, o])).float()
+        out, out_o = (out, None) if o is None else (out[: len(y)], out[len(y):])
         if self.cfg.fused_loss:
-            return F.cross_entropy(out.float(), y, label_smoothing=self.cfg.label_smoothing)
-        return cross_entropy(out.float(), y, self.cfg.label_smoothing)
+            loss = F.cross_entropy(out, y, label_smoothing=self.cfg.label_smoothing)
+        else:
+            loss = cross_entropy(out, y, self.cfg.label_smoothing)
+        return loss if o is None else loss + self.cfg.outlier_exposure * uniform_cross_entropy(out_o)
 
     def train_step(self) -> None:
-        """Forward, loss, backward, update on the static batch (self.xb, self.yb); the loss is summed on device."""
-        loss = self.forward_loss(self.xb, self.yb)
+        """Forward, loss, backward, update on the static batch (self.xb, self.yb, and self.ob under outlier
+        exposure); the loss is summed on device."""
+        loss = self.forward_loss(self.xb, self.yb, self.ob)
         if self.scaler is None:
             loss.backward()
             self.update()
@@ -134,6 +148,8 @@ class FastTrainer:
         saved = [t.clone() for t in self.state_tensors()]
         self.xb.copy_(to_input(self.x_train[: self.cfg.bs]))
         self.yb.copy_(self.y_train[: self.cfg.bs])
+        if self.ob is not None:
+            self.ob.copy_(to_input(self.x_out[: self.n_out]))
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -159,18 +175,33 @@ class FastTrainer:
         """This epoch's shuffled (and augmented) training images as floats, and their labels."""
         order = epoch_permutation(len(self.x_train), seed, epoch)[: self.steps_per_epoch * self.cfg.bs]
         order = self.upload(order, ("order", epoch))
-        x = to_input(self.x_train.index_select(0, order))
-        if self.cfg.augment:
-            g = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 7)
-            theta = random_affine(len(x), g, self.cfg.aug_shift, self.cfg.aug_degrees, self.cfg.aug_scale,
-                                  self.cfg.aug_flip)
-            theta = self.upload(theta, ("theta", epoch))
-            for i in range(0, len(x), AUG_CHUNK):
-                part = x[i:i + AUG_CHUNK]
-                grid = F.affine_grid(theta[i:i + AUG_CHUNK], list(part.shape), align_corners=False)
-                x[i:i + AUG_CHUNK] = F.grid_sample(part, grid, mode="bilinear", padding_mode="zeros",
-                                                   align_corners=False)
+        x = self.augmented(to_input(self.x_train.index_select(0, order)), seed * 1_000_003 + epoch + 7,
+                           ("theta", epoch))
         return x, self.y_train.index_select(0, order)
+
+    def epoch_outliers(self, seed: int, epoch: int) -> torch.Tensor | None:
+        """This epoch's non-digits (outlier exposure): n_out a step, drawn with replacement, augmented as the
+        digits are; None without outlier exposure."""
+        if self.ob is None:
+            return None
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 11)
+        pick = torch.randint(len(self.x_out), (self.steps_per_epoch * self.n_out,), generator=g)
+        o = to_input(self.x_out.index_select(0, self.upload(pick, ("outliers", epoch))))
+        return self.augmented(o, seed * 1_000_003 + epoch + 13, ("theta_outliers", epoch))
+
+    def augmented(self, x: torch.Tensor, seed: int, slot: tuple) -> torch.Tensor:
+        """x (N, 1, 28, 28) with the config's random shifts, rotations and zoom (in place), in chunks."""
+        if not self.cfg.augment:
+            return x
+        g = torch.Generator().manual_seed(seed)
+        theta = random_affine(len(x), g, self.cfg.aug_shift, self.cfg.aug_degrees, self.cfg.aug_scale,
+                              self.cfg.aug_flip)
+        theta = self.upload(theta, slot)
+        for i in range(0, len(x), AUG_CHUNK):
+            part = x[i:i + AUG_CHUNK]
+            grid = F.affine_grid(theta[i:i + AUG_CHUNK], list(part.shape), align_corners=False)
+            x[i:i + AUG_CHUNK] = F.grid_sample(part, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return x
 
     def upload(self, t: torch.Tensor, slot: tuple | None = None) -> torch.Tensor:
         """A CPU tensor to the device without blocking the host, through page-locked (pinned) memory: a plain
@@ -205,6 +236,11 @@ class FastTrainer:
             self.pinned(("order", epoch), (n,), torch.int64)  # epoch_permutation's dtype
             if self.cfg.augment:
                 self.pinned(("theta", epoch), (n, 2, 3), torch.float32)  # random_affine's shape and dtype
+            if self.ob is not None:
+                m = self.steps_per_epoch * self.n_out
+                self.pinned(("outliers", epoch), (m,), torch.int64)
+                if self.cfg.augment:
+                    self.pinned(("theta_outliers", epoch), (m, 2, 3), torch.float32)
 
     # --- runs -----------------------------------------------------------------------------------------------
     def reset(self, seed: int) -> None:
@@ -212,6 +248,8 @@ class FastTrainer:
         tensors so a captured graph stays valid; zero momentum and loss sum."""
         seed_everything(seed)
         fresh = set_normalization(build_model(self.cfg.model, self.n_classes), self.data.mean, self.data.std).state_dict()
+        if self.cfg.init_from:  # fine-tuning: the seed still orders and augments the data
+            fresh = starting_weights(self.cfg.init_from, self.cfg.model, self.classes)
         with torch.no_grad():
             for name, t in self.model.state_dict().items():
                 t.copy_(fresh[name])
@@ -240,12 +278,15 @@ class FastTrainer:
             torch.cuda.set_sync_debug_mode("error")
         try:
             x, y = self.epoch_data(self.seed, epoch)
+            o, n_out = self.epoch_outliers(self.seed, epoch), self.n_out
             for i in range(spe):
                 lr, mom = self.schedule[epoch * spe + i]
                 self.hypers["lr"].fill_(lr)
                 self.hypers["mom"].fill_(mom)
                 self.xb.copy_(x[i * cfg.bs:(i + 1) * cfg.bs])
                 self.yb.copy_(y[i * cfg.bs:(i + 1) * cfg.bs])
+                if o is not None:
+                    self.ob.copy_(o[i * n_out:(i + 1) * n_out])
                 self.step()
                 self.step_losses[i].copy_(self.last_loss)
         finally:

@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..hardware import resolve_precision
 from ..models.layers import set_normalization
 from ..models.registry import build_model
+from ..weights import starting_weights
 from . import distributed
 from .callback import Callback
 from .callbacks import BatchAugment, NanGuard, Recorder
@@ -83,7 +84,10 @@ def build_learner(cfg: TrainConfig, data: TaskData, device: torch.device, cbs: I
     """Model, data, loss, optimizer and the standard callbacks for a config (seeded first: every rank starts
     from the same weights)."""
     seed_everything(cfg.seed)
-    model = set_normalization(build_model(cfg.model, len(data.classes)), data.mean, data.std).to(device)
+    model = set_normalization(build_model(cfg.model, len(data.classes)), data.mean, data.std)
+    if cfg.init_from:  # fine-tuning
+        model.load_state_dict(starting_weights(cfg.init_from, cfg.model, data.classes))
+    model = model.to(device)
     cbs = [*standard_callbacks(cfg), *cbs]
     if world_size > 1:
         cbs.append(distributed.DataParallel())

@@ -42,3 +42,10 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: 
     if label_smoothing:
         loss = (1 - label_smoothing) * loss - label_smoothing * logp.mean(-1).mean()
     return loss
+
+
+def uniform_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of (N, C) logits against the uniform distribution: the outlier-exposure loss (Hendrycks et
+    al., 2019), smallest when a non-digit gets equal probabilities for every class. log-sum-exp minus the mean
+    logit is -mean(log_softmax), without forming it."""
+    return (torch.logsumexp(logits, 1) - logits.mean(1)).mean()

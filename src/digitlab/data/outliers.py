@@ -1,0 +1,74 @@
+"""Pictures that are not digits, prepared as `predict` prepares a user's picture: what a model is shown to learn
+what is not a digit (outlier exposure, Hendrycks et al. 2019), and what its detector is chosen on.
+
+Three parts that share no picture, no seed and no font (data.nondigits): `train` (TRAIN_SEED, the train fonts,
+Fashion-MNIST training images 0-19999), `valid` for every choice (VALID_SEED, the valid fonts, Fashion-MNIST
+training images 50000-51999), and the test part that only benchmarks/nondigits.py reads (TEST_SEED, the test
+fonts, Fashion-MNIST's test images). Fashion-MNIST comes from Debian's package when it is installed
+(`apt-get install dataset-fashion-mnist`); without it the drawn and printed kinds are used alone, and the run
+records which sets it saw.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import nondigits
+from .images import BlankImageError, prepare_image
+from .idx import read_idx
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+KINDS = ("closed", "open", "scribble", "letters")
+TRAIN_COUNTS = {"closed": 3000, "open": 3000, "scribble": 6000, "letters": 3000}
+FASHION_PARTS = {"train": slice(0, 20000), "valid": slice(50000, 52000)}  # of Fashion-MNIST's training images
+SEEDS = {"train": nondigits.TRAIN_SEED, "valid": nondigits.VALID_SEED, "test": nondigits.TEST_SEED}
+
+
+def prepared(pictures) -> torch.Tensor:
+    """Pictures (PIL images or uint8 arrays) through `prepare_image`, as uint8 (M, 28, 28); a picture the
+    preparation finds blank is left out, as `predict` answers it "blank" before any model sees it."""
+    out = []
+    for p in pictures:
+        try:
+            out.append(prepare_image(p))
+        except BlankImageError:
+            continue
+    return (torch.stack(out) * 255).round().to(torch.uint8) if out else torch.zeros(0, 28, 28, dtype=torch.uint8)
+
+
+def drawn(kind: str, n: int, part: str) -> list[Image.Image]:
+    """n pictures of one made kind (KINDS) for a part (train, valid, test): its seed, and for letters its fonts."""
+    fonts = nondigits.font_split()[part] if kind == "letters" else None
+    return nondigits.make(kind, n, SEEDS[part], fonts)
+
+
+def fashion_images(part: str, root: Path = FASHION) -> np.ndarray | None:
+    """Fashion-MNIST training images of a part (uint8 N x 28 x 28), or None where the data set is not installed."""
+    path = root / "train-images-idx3-ubyte"
+    found = path if path.exists() else path.with_name(path.name + ".gz")
+    if not found.exists():
+        return None
+    return read_idx(found)[FASHION_PARTS[part]].numpy()
+
+
+def exposure_set(counts: dict[str, int] = TRAIN_COUNTS, root: Path = FASHION) -> tuple[torch.Tensor, dict]:
+    """The training part's non-digits, prepared (uint8 (N, 28, 28)), and what it holds (recorded with a run)."""
+    sets = {kind: prepared(drawn(kind, n, "train")) for kind, n in counts.items()}
+    fashion = fashion_images("train", root)
+    if fashion is not None:
+        sets["fashion_train"] = prepared(fashion)
+    info = {name: len(x) for name, x in sets.items()}
+    return torch.cat(list(sets.values())), info
+
+
+def choice_sets(n: int, root: Path = FASHION) -> dict[str, torch.Tensor]:
+    """The valid part's non-digits by kind, prepared: what a detector's method and settings are chosen on."""
+    sets = {kind: prepared(drawn(kind, n, "valid")) for kind in KINDS}
+    fashion = fashion_images("valid", root)
+    if fashion is not None:
+        sets["fashion"] = prepared(fashion[:n])
+    return sets

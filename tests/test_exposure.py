@@ -1,0 +1,135 @@
+"""Learning what is not a digit (issue 27): the outlier-exposure loss, the 8x8 scans of MNIST digits, the
+non-digit sets a model is shown and chosen on, and the fast engine training with them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from digitlab import ood
+from digitlab.config import TrainConfig
+from digitlab.data import outliers
+from digitlab.data.lowres import INK_LEVELS, low_resolution, scan_8x8
+from digitlab.data.mnist import Split
+from digitlab.data.tasks import TaskData, load_task, load_task_for
+from digitlab.data.uci import uci_digits
+from digitlab.errors import ConfigError
+from digitlab.ood.exposure import head_input, head_score, train_head
+from digitlab.train.fast import FastTrainer
+from digitlab.train.losses import uniform_cross_entropy
+
+from ci_mode import missing
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_task("digits")
+
+
+def test_the_exposure_loss_is_cross_entropy_against_equal_probabilities():
+    logits = torch.randn(7, 10, generator=torch.Generator().manual_seed(0)) * 3
+    uniform = torch.full((7, 10), 0.1)
+    assert torch.allclose(uniform_cross_entropy(logits), F.cross_entropy(logits, uniform), atol=1e-6)
+    assert uniform_cross_entropy(torch.zeros(3, 10)).item() == pytest.approx(np.log(10))  # its minimum
+
+
+def test_an_8x8_scan_counts_ink_per_block_as_the_uci_digits_do(digits):
+    full = np.full((28, 28), 255, np.uint8)  # all ink: every block full
+    assert np.array_equal(scan_8x8(full), np.ones((8, 8)))
+    images = digits.train.images[:500].numpy()
+    thick, thin = (np.stack([scan_8x8(x, level) for x in images]) for level in INK_LEVELS)
+    assert np.allclose(thick * 16, (thick * 16).round())  # levels 0..16, as the UCI files hold
+    uci, _ = uci_digits()
+    # the kind of picture the UCI scans are: their mean ink (0.305) lies within the range the scans are made in
+    # (0.35 with the thickest strokes, 0.21 with the thinnest)
+    assert thin.mean() < uci.mean() < thick.mean(), (thin.mean(), uci.mean(), thick.mean())
+
+
+def test_low_resolution_digits_keep_their_labels_and_come_out_prepared(digits):
+    x, y = low_resolution(digits.train.images[:64], digits.train.labels[:64])
+    assert x.dtype == torch.uint8 and x.shape[1:] == (28, 28) and len(x) == len(y) >= 60
+    assert set(y.tolist()) <= set(digits.train.labels[:64].tolist())
+    assert x.float().amax((1, 2)).min() > 200  # ink, prepared as predict prepares a picture
+
+
+def test_the_three_parts_share_no_picture_and_come_out_prepared():
+    small = {"closed": 14, "open": 14, "scribble": 10, "letters": 10}
+    train, held = outliers.exposure_set(small, root=outliers.FASHION / "absent")
+    assert held == {k: v for k, v in held.items() if k in small} and sum(held.values()) == len(train) >= 40
+    assert train.dtype == torch.uint8 and train.shape[1:] == (28, 28)
+    valid = outliers.choice_sets(10, root=outliers.FASHION / "absent")
+    assert set(valid) == set(outliers.KINDS)
+    for kind in outliers.KINDS:  # pictures of the valid part are none of the train part's
+        a = {bytes(np.asarray(p)) for p in outliers.drawn(kind, 10, "train")}
+        b = {bytes(np.asarray(p)) for p in outliers.drawn(kind, 10, "valid")}
+        assert not a & b, kind
+
+
+def test_fashion_mnist_training_images_join_the_train_part_and_a_held_out_slice_the_valid_part():
+    if outliers.fashion_images("valid") is None:
+        missing(f"Fashion-MNIST is not installed in {outliers.FASHION} (apt-get install dataset-fashion-mnist)")
+    assert outliers.FASHION_PARTS["train"].stop <= outliers.FASHION_PARTS["valid"].start  # disjoint slices
+    assert len(outliers.fashion_images("valid")) == 2000
+    assert len(outliers.choice_sets(30)["fashion"]) == 30
+
+
+def test_config_refuses_what_outlier_exposure_cannot_do():
+    with pytest.raises(ConfigError, match="fast engine"):
+        TrainConfig(outlier_exposure=0.5, engine="learner")
+    with pytest.raises(ConfigError, match="loss weight"):
+        TrainConfig(outlier_exposure=-1, engine="fast")
+    with pytest.raises(ConfigError, match="share of the training digits"):
+        TrainConfig(lowres=1.5)
+
+
+def test_non_digits_are_refused_for_a_model_of_clothes():
+    if outliers.fashion_images("valid") is None:
+        missing(f"Fashion-MNIST is not installed in {outliers.FASHION} (apt-get install dataset-fashion-mnist)")
+    for field in ("outlier_exposure", "lowres"):
+        with pytest.raises(ConfigError, match="made for models of digits"):
+            load_task_for(TrainConfig(engine="fast", data=str(outliers.FASHION), **{field: 0.5}))
+
+
+def test_the_fast_engine_adds_the_weighted_exposure_loss_of_the_non_digits(digits):
+    small = TaskData(Split(digits.train.images[:512], digits.train.labels[:512]),
+                     Split(digits.valid.images[:256], digits.valid.labels[:256]), digits.classes,
+                     outliers=digits.test.images[:300])  # any pictures will do for the arithmetic
+    trainer = FastTrainer(TrainConfig(engine="fast", bs=64, precision="fp32", outlier_exposure=0.7), small)
+    trainer.prepare(0, 1)
+    x, y = trainer.epoch_data(0, 0)
+    o = trainer.epoch_outliers(0, 0)
+    assert o.shape == (trainer.steps_per_epoch * 32, 1, 28, 28)
+    assert torch.equal(o, trainer.epoch_outliers(0, 0))  # the same draw every time: a resumed run sees it again
+    xb, yb, ob = x[:64], y[:64], o[:32]
+    trainer.model.train()
+    got = trainer.plain_forward_loss(xb, yb, ob)
+    out = trainer.model(torch.cat([xb, ob]))
+    want = F.cross_entropy(out[:64], yb, label_smoothing=0.1) + 0.7 * uniform_cross_entropy(out[64:])
+    assert torch.allclose(got, want, atol=1e-5)
+    with pytest.raises(ConfigError, match="non-digit pictures"):
+        FastTrainer(TrainConfig(engine="fast", bs=64, outlier_exposure=0.5), TaskData(small.train, small.valid,
+                                                                                      small.classes))
+
+
+def test_the_reject_head_learns_what_it_is_shown_the_same_way_every_time():
+    """Two clusters of head inputs (digits near 0, non-digits near 2 in 12 dimensions): the trained head's scores
+    separate them, are larger for the non-digits, and the same inputs give the same statistics."""
+    g = torch.Generator().manual_seed(0)
+    digits, others = torch.randn(600, 12, generator=g), torch.randn(300, 12, generator=g) + 2
+    stats = train_head(digits, others)
+    assert all(torch.equal(stats[k], v) for k, v in train_head(digits, others).items())
+    logits, features = digits[:, :2], digits[:, 2:]  # head_input puts features first, then logits
+    inside = head_score(stats, logits, features)
+    outside = head_score(stats, others[:, :2], others[:, 2:])
+    assert torch.equal(head_input(logits, features), torch.cat([features, logits], 1))
+    assert ood.auroc(inside, outside) > 0.99
+
+
+def test_the_reject_head_is_for_models_of_digits(tmp_path):
+    """A model of clothes has no use for a head that learns letters and shapes: refused before any work."""
+    from digitlab.ood.fitting import exposure_stats
+
+    with pytest.raises(ood.OodError, match="models of\\s+digits"):
+        exposure_stats(None, None, ("Bag", "Sneaker"), None, None)
