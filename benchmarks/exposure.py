@@ -31,6 +31,7 @@ from digitlab.data import nondigits
 from digitlab.data.lowres import low_resolution
 from digitlab.data.outliers import choice_sets, prepared
 from digitlab.data.tasks import load_task
+from digitlab.hardware import machine_class
 from digitlab.runs import resolve_model_file
 from digitlab.weights import load_model
 
@@ -99,7 +100,7 @@ def main(argv=None) -> None:
               "rule": f"eligible: validation accuracy at least the first model's, lowres accepted >= {MIN_LOWRES}, "
                       f"drawn right and accepted >= {MIN_DRAWN}; "
                       "chosen: the largest worst_flagged, then the larger accept",
-              "rows": rows, "chosen": chosen}
+              "rows": rows, "chosen": chosen, "machine_class": machine_class()}
     print(write_record("exposure-choice", record))
 
 
