@@ -57,6 +57,7 @@ class TaskData:
     info: dict | None = None       # the data set: name, folder, classes, sha256 (recorded in the run's config)
     preparation: dict | None = None  # how a picture becomes an input like these (data/preparation.py); None: by classes
     outliers: torch.Tensor | None = None  # uint8 non-digits a model is shown to learn what is not a digit (data/outliers.py)
+    valid_is_test: bool = False    # the book's 3-vs-7 split: `valid` holds the test file's images (no choice may read it)
 
     @property
     def prep(self) -> dict:
@@ -160,7 +161,8 @@ def load_task(task: str = "digits", root: str | Path | None = None, valid_size: 
     prep = preparation.for_folder(source.splits["train"].images) if info["name"] == "image folders" else \
         preparation.default_for(source.classes)
     if (task == "3v7" and classes is None) or single_folder:
-        return TaskData(splits["train"], splits["valid"], names, mean=mean, std=std, info=info, preparation=prep)
+        return TaskData(splits["train"], splits["valid"], names, mean=mean, std=std, info=info, preparation=prep,
+                        valid_is_test=not single_folder)
     # a subset of classes holds out its share of valid_size (two of ten: a fifth); image folders at most a tenth
     n_valid = round(valid_size * len(splits["train"]) / len(source.splits["train"]))
     if info["name"] == "image folders":

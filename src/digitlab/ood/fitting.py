@@ -32,8 +32,9 @@ def fit_detector(model: nn.Module, data: TaskData, name: str = DEFAULT, accept: 
                  fit_images: int | None = FIT_IMAGES) -> Detector:
     """Fit detector `name` for a trained model: statistics on its training split (at most `fit_images`, evenly
     spread), then the threshold that accepts a share `accept` of the validation split. The test split is never
-    read. A task without validation images (valid_size=0) gets its threshold from the training images,
-    labelled so (`threshold_on: "train"`): in-sample, so it rejects somewhat more new digits than `accept` says."""
+    read. A task without validation images of its own (valid_size=0, or the book's 3-vs-7 split, whose validation
+    images are the test file's) gets its threshold from the training images, labelled so (`threshold_on:
+    "train"`): in-sample, so it rejects somewhat more new digits than `accept` says."""
     method(name)  # an unknown name is refused before any work
     if not 0.5 <= accept < 1:
         raise OodError(f"the accepted share of validation digits must be in [0.5, 1), got {accept}.")
@@ -53,7 +54,8 @@ def _fit(model: nn.Module, data: TaskData, name: str, accept: float, fit_images:
         stats = exposure_stats(scorer, train, data.classes, logits, features)
     else:
         stats = fit_stats(name, features, train.labels, len(data.classes), logits) if features is not None else {}
-    on, held = ("valid", data.valid) if len(data.valid) else ("train", train)
+    # the threshold never reads test images: the book's 3-vs-7 "validation" split is the test file's digits
+    on, held = ("valid", data.valid) if len(data.valid) and not data.valid_is_test else ("train", train)
     detector = Detector(name, stats)
     held_scores = detector.score(*scorer(held.images)) if held is not train else detector.score(logits, features)
     detector.threshold = threshold_for(held_scores, accept)
