@@ -122,7 +122,7 @@ def serve_load(results: Path) -> str:
         r = record(name, results)
         lat, bar = r["latency_ms"], r.get("bars") or {"rps": 400, "p99_ms": 50}
         share = f"{r['client_cpu_share']:.1%}" if "client_cpu_share" in r else "-"
-        rows.append([what, f"`{cmd}`", f"{r['throughput_rps']:.0f}", f"{lat['p50']:.1f} ms", f"{lat['p99']:.1f} ms",
+        rows.append([what, f"`{cmd}`", f"{r['throughput_rps']:.0f}", f"{lat['p50']:.1f} ms", f"{lat['p99']:.2f} ms",
                      r["errors"], share, f">= {bar['rps']} req/s, p99 < {bar['p99_ms']} ms: "
                                          f"{'met' if r['target_met'] else '**not met**'}"])
     recs = [record(n, results) for n in ("serve_load", "serve_load_png")]
