@@ -171,6 +171,11 @@ def load_task(task: str = "digits", root: str | Path | None = None, valid_size: 
     return TaskData(train, valid, names, test=splits["valid"], mean=mean, std=std, info=info, preparation=prep)
 
 
+def of_digits(classes) -> bool:
+    """Whether a model of these classes reads digits (MNIST's classes are the digits themselves, as ints)."""
+    return all(isinstance(c, int) for c in classes)
+
+
 def load_task_for(cfg) -> TaskData:
     """The data a TrainConfig names (its task, data, valid_size, classes and valid_pct, and what it adds to the
     training split: low-resolution scans, non-digits): the one place a config becomes its data, for both engines
@@ -178,7 +183,7 @@ def load_task_for(cfg) -> TaskData:
     data = load_task(cfg.task, cfg.data, cfg.valid_size, cfg.classes, cfg.valid_pct)
     if not (cfg.lowres or cfg.outlier_exposure):
         return data
-    if not all(str(c).isdigit() for c in data.classes):
+    if not of_digits(data.classes):
         raise ConfigError("lowres and outlier_exposure are made for models of digits (their non-digits are "
                           f"shapes, letters and clothes); this data set's classes are {', '.join(map(str, data.classes))}.")
     if cfg.lowres:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..data.mnist import Split
-from ..data.tasks import TaskData
+from ..data.tasks import TaskData, of_digits
 from .detector import ACCEPT, META_KEY, Detector, threshold_for
 from .exposure import head_input, train_head
 from .features import model_scorer
@@ -70,7 +70,7 @@ def exposure_stats(scorer, train: Split, classes, logits: torch.Tensor, features
     from ..data.lowres import low_resolution  # deferred: only this detector draws and prepares pictures
     from ..data.outliers import exposure_set  # deferred: as above
 
-    if not all(str(c).isdigit() for c in classes):
+    if not of_digits(classes):
         raise OodError("the exposure detector learns non-digits (shapes, letters, clothes): it is for models of "
                        "digits; use mahalanobis or energy for this model.")
     scans, _ = low_resolution(train.images[::2], train.labels[::2])
