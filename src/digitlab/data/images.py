@@ -248,6 +248,20 @@ def prepare_image(source: str | Path | bytes | Image.Image | np.ndarray) -> torc
     return prepare_grey(as_grey(source), exact_percentile)
 
 
+def prepare_many(pictures) -> tuple[torch.Tensor, list[int]]:
+    """Pictures (anything `prepare_image` takes) prepared as uint8 (M, 28, 28), and the index of each one kept: a
+    picture found blank is left out, as `predict` answers it "blank" before any model sees it."""
+    out, kept = [], []
+    for i, p in enumerate(pictures):
+        try:
+            out.append(prepare_image(p))
+        except BlankImageError:
+            continue
+        kept.append(i)
+    x = (torch.stack(out) * 255).round().to(torch.uint8) if out else torch.zeros(0, 28, 28, dtype=torch.uint8)
+    return x, kept
+
+
 def in_mnist_form(grey: np.ndarray) -> bool:
     """True for a picture MNIST's own preparation already made: 28x28, light ink on paper of exact black, the ink
     within 20x20 and its centre of mass within half a pixel of the centre (every one of MNIST's 70000 images is;

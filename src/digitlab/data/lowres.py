@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .images import BlankImageError, prepare_image
+from .images import prepare_many
 
 BITMAP, BLOCK = 32, 4   # the UCI set's bitmap side and counting block: 8x8 levels of 0..16
 INK_LEVELS = (40, 160)  # the grey above which a scaled MNIST pixel is ink, drawn per digit: thick to thin strokes
@@ -39,14 +39,8 @@ def low_resolution(images: torch.Tensor, labels: torch.Tensor, seed: int = 0) ->
     """uint8 digits (N, 28, 28) and labels -> the same digits scanned at 8x8 (each at an ink level drawn from
     INK_LEVELS with `seed`) and prepared as `predict` prepares a picture, as uint8 (M, 28, 28), with their labels
     (a scan left blank is dropped: M <= N)."""
-    out, kept = [], []
     levels = np.random.default_rng(seed).integers(*INK_LEVELS, len(images), endpoint=True)
-    for i, digit in enumerate(images.numpy()):
-        scan = (scan_8x8(digit, int(levels[i])) * 255).round().astype(np.uint8)
-        try:
-            out.append(prepare_image(Image.fromarray(scan)))
-        except BlankImageError:
-            continue
-        kept.append(i)
-    x = (torch.stack(out) * 255).round().to(torch.uint8) if out else torch.zeros(0, 28, 28, dtype=torch.uint8)
+    scans = [Image.fromarray((scan_8x8(digit, int(level)) * 255).round().astype(np.uint8))
+             for digit, level in zip(images.numpy(), levels)]
+    x, kept = prepare_many(scans)
     return x, labels[torch.tensor(kept, dtype=torch.long)]

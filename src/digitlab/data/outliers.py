@@ -17,9 +17,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import DataError
 from . import nondigits
-from .images import BlankImageError, prepare_image
 from .idx import read_idx
+from .images import prepare_many
+from .mnist import find_file
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 KINDS = ("closed", "open", "scribble", "letters")
@@ -29,15 +31,8 @@ SEEDS = {"train": nondigits.TRAIN_SEED, "valid": nondigits.VALID_SEED, "test": n
 
 
 def prepared(pictures) -> torch.Tensor:
-    """Pictures (PIL images or uint8 arrays) through `prepare_image`, as uint8 (M, 28, 28); a picture the
-    preparation finds blank is left out, as `predict` answers it "blank" before any model sees it."""
-    out = []
-    for p in pictures:
-        try:
-            out.append(prepare_image(p))
-        except BlankImageError:
-            continue
-    return (torch.stack(out) * 255).round().to(torch.uint8) if out else torch.zeros(0, 28, 28, dtype=torch.uint8)
+    """Pictures through `prepare_image` as uint8 (M, 28, 28), blank ones left out (images.prepare_many)."""
+    return prepare_many(pictures)[0]
 
 
 def drawn(kind: str, n: int, part: str) -> list[Image.Image]:
@@ -48,9 +43,9 @@ def drawn(kind: str, n: int, part: str) -> list[Image.Image]:
 
 def fashion_images(part: str, root: Path = FASHION) -> np.ndarray | None:
     """Fashion-MNIST training images of a part (uint8 N x 28 x 28), or None where the data set is not installed."""
-    path = root / "train-images-idx3-ubyte"
-    found = path if path.exists() else path.with_name(path.name + ".gz")
-    if not found.exists():
+    try:
+        found = find_file(root, "train-images-idx3-ubyte")
+    except DataError:
         return None
     return read_idx(found)[FASHION_PARTS[part]].numpy()
 
