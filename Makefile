@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup browser datasets reproduce test test-fast bench clean
+.PHONY: setup browser datasets reproduce test test-fast bench clean vendor-ort
 
 setup: $(STAMP)
 
@@ -40,6 +40,19 @@ test-fast: setup
 
 bench: setup
 	$(PY) -m benchmarks.chapter
+
+# The exported web page runs models with ONNX Runtime Web: its three files are kept in the package (the page
+# fetches nothing from a CDN), taken from npm at the version pinned here; `tests/test_web_page.py` checks them
+# against the hashes in static/ort/vendor.json. Run this to move to another version, then update vendor.json.
+ORT_WEB := 1.31.1
+ORT_DIR := src/digitlab/serve/static/ort
+vendor-ort:
+	rm -rf $(ORT_DIR)/.npm && mkdir -p $(ORT_DIR)/.npm
+	cd $(ORT_DIR)/.npm && npm pack -q onnxruntime-web@$(ORT_WEB) && tar xzf onnxruntime-web-$(ORT_WEB).tgz
+	cp $(ORT_DIR)/.npm/package/dist/ort.wasm.min.mjs $(ORT_DIR)/.npm/package/dist/ort-wasm-simd-threaded.mjs \
+	  $(ORT_DIR)/.npm/package/dist/ort-wasm-simd-threaded.wasm $(ORT_DIR)/
+	rm -rf $(ORT_DIR)/.npm
+	cd $(ORT_DIR) && sha256sum ort.wasm.min.mjs ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.wasm
 
 clean:
 	rm -rf $(VENV) reproduce .pytest_cache

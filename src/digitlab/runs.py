@@ -17,6 +17,7 @@ import json
 import platform
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 from collections.abc import Iterable
@@ -40,6 +41,7 @@ from .weights import save_model
 
 RUNS_ROOT = Path("runs")
 MODEL_FILE = "model.safetensors"
+PRETRAINED = "digits-cnn.safetensors"  # the model shipped in digitlab/pretrained/
 TENSORBOARD_DIR = "tensorboard"
 
 
@@ -83,8 +85,19 @@ def write_metrics(run: Path, logs: list[dict]) -> None:
             writer.writerows(logs)
 
 
-def resolve_model_file(run_or_file: str | Path) -> Path:
-    """A run folder's model.safetensors, or the file itself."""
+def shipped_model_file() -> Path:
+    """The small model shipped inside the package (digitlab/pretrained/), found through importlib.resources."""
+    path = Path(str(resources.files("digitlab") / "pretrained" / PRETRAINED))  # a real file for any normal install
+    if not path.is_file():
+        raise DigitlabError(f"no shipped model at {path}: the installed package is incomplete (reinstall digitlab), "
+                            f"or give a run folder or a .safetensors file, e.g. runs/<run>.")
+    return path
+
+
+def resolve_model_file(run_or_file: str | Path | None) -> Path:
+    """A run folder's model.safetensors, or the file itself; None: the shipped model."""
+    if run_or_file is None:
+        return shipped_model_file()
     p = Path(run_or_file)
     if p.is_dir():
         p = p / MODEL_FILE

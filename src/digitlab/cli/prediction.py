@@ -64,21 +64,42 @@ def describe(r: dict, digits: bool = True) -> str:
 
 
 @app.command("export")
-def export_cmd(run: Path = typer.Argument(..., help="A run folder or a .safetensors file."),
-               fmt: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript."),
+def export_cmd(run: Optional[Path] = typer.Argument(None, help="A run folder or a .safetensors file [default: the "
+                                                     "model shipped in the package]."),
+               dest_arg: Optional[Path] = typer.Argument(None, metavar="[OUT]", help="Where to write: a file, or "
+                                                         "for --format web a folder (same as --out)."),
+               fmt: str = typer.Option("onnx", "--format", "-f", help="onnx, torchscript, or web (a static page "
+                                       "that runs the model in the browser)."),
                dest: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: beside the "
-                                                   "weights, model.onnx or model.pt)."),
+                                                   "weights, model.onnx or model.pt); for web, a new folder."),
                data: Optional[Path] = DataOpt):
-    """Export a saved model to ONNX (run by onnxruntime) or TorchScript, and check that the export predicts
-    the same labels as the original on 1000 test images.
+    """Export a saved model to ONNX (run by onnxruntime), TorchScript, or a static web page, and check that the
+    export predicts the same labels as the original on 1000 test images.
 
     Example: [bold]digitlab export runs/my-run --format onnx[/]
     Example: [bold]digitlab export runs/my-run --format torchscript --out model.pt[/]
+    Example: [bold]digitlab export runs/my-run --format web my-page/[/]  then  [bold]python -m http.server -d my-page[/]
     """
     from ..export import export_model  # deferred: keeps --help fast
     from ..predict import Classifier  # deferred: keeps --help fast
+    from ..runs import MODEL_FILE, resolve_model_file  # deferred: imports torch
 
-    images = model_task_data(Classifier.load(run), data)[1].final.images[:1000].float() / 255
-    path, check = export_model(run, fmt, dest, images)
+    dest = dest or dest_arg
+    if fmt == "web" and dest is None and run is not None and not run.is_file() and not (run / MODEL_FILE).is_file():
+        run, dest = None, run  # `digitlab export --format web OUT/`: the shipped model into OUT
+    src = resolve_model_file(run)
+    images = model_task_data(Classifier.load(src), data)[1].final.images[:1000].float() / 255
+    if fmt == "web":
+        from ..webpage import export_page, page_weight  # deferred: keeps --help fast
+
+        if dest is None:
+            raise typer.BadParameter("give the folder to write the page into: digitlab export RUN --format web OUT/")
+        folder, spec = export_page(src, dest, images)
+        weight = sum(page_weight(folder).values())
+        out.print(f"wrote the page {folder}/ ({weight / 2**20:.1f} MB, model {spec['onnx_bytes'] / 2**20:.2f} MB): "
+                  f"same label as the original on {spec['check']['same_labels']:.1%} of {spec['check']['n']} test "
+                  f"images. Open it with any static server: python -m http.server -d {folder}", highlight=False)
+        return
+    path, check = export_model(src, fmt, dest, images)
     out.print(f"wrote {path}: same label as the original on {check['same_labels']:.1%} of {check['n']} test "
               f"images, largest score difference {check['max_abs_diff']:.2e}", highlight=False)

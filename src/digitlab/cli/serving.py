@@ -18,10 +18,14 @@ def serve(run: Optional[Path] = typer.Argument(None, help="A run folder or a .sa
           max_body: int = typer.Option(1 << 20, help="Largest request body in bytes; bigger ones get 413."),
           max_pixels: int = typer.Option(16_000_000, help="Largest image (width x height) decoded; more gets 400."),
           threads: int = typer.Option(1, help="PyTorch threads for the model (the event loop needs a core too)."),
-          access_log: bool = typer.Option(False, "--access-log/--no-access-log", help="Log every request.")):
+          access_log: bool = typer.Option(False, "--access-log/--no-access-log", help="Log every request."),
+          page: Optional[Path] = typer.Option(None, "--page", help="Serve this page exported by `digitlab export "
+                                              "--format web` at / (it runs its own model in the browser) instead "
+                                              "of the built-in page; the API stays as it is.")):
     """Serve a model: a page to draw digits on at http://HOST:PORT/, the API under /api, OpenAPI at /docs.
 
     Example: [bold]digitlab serve runs/my-run --port 8000[/]
+    Example: [bold]digitlab serve --page my-page/[/]
     """
     import torch  # deferred: keeps --help fast
 
@@ -30,7 +34,7 @@ def serve(run: Optional[Path] = typer.Argument(None, help="A run folder or a .sa
 
     torch.set_num_threads(threads)
     model_file = resolve_model_file(run) if run else default_model_file()
-    web = create_app(model_file, max_body=max_body, max_pixels=max_pixels)
+    web = create_app(model_file, max_body=max_body, max_pixels=max_pixels, page_folder=page)
     sock = bind(host, port)
     name = f"[{host}]" if ":" in host else host
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import socket
-from importlib.resources import files
 from pathlib import Path
 
 from ..errors import DigitlabError
+from ..runs import shipped_model_file
 from .app import MAX_BODY, create_app
 from .inputs import MAX_PIXELS
 
-PRETRAINED = "digits-cnn.safetensors"
-
-
-def default_model_file() -> Path:
-    """The small model shipped inside the package (digitlab/pretrained/), found through importlib.resources."""
-    path = Path(str(files("digitlab") / "pretrained" / PRETRAINED))  # a real file for any normal install
-    if not path.is_file():
-        raise DigitlabError(f"no shipped model at {path}: the installed package is incomplete (reinstall digitlab), "
-                            f"or give a run folder or a .safetensors file: `digitlab serve runs/<run>`.")
-    return path
+default_model_file = shipped_model_file  # the model served when none is given
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -12,7 +12,6 @@ Every error is JSON {"error": code, "detail": message} with a fitting status; se
 from __future__ import annotations
 
 import gc
-import hashlib
 import time
 from contextlib import asynccontextmanager
 from functools import partial
@@ -27,8 +26,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 
+from ..card import model_card
 from ..data import preparation
+from ..errors import DigitlabError
 from ..predict import Classifier, verdict_fields
 from .batcher import Batcher
 from .inputs import IMAGE_TYPES, MAX_PIXELS, ApiError, Decoders, PixelsIn, multipart_file, pixels_input
@@ -36,12 +38,14 @@ from .limits import BodyLimit, error_body
 
 MAX_BODY = 1 << 20  # 1 MiB
 STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
+          "prepare.js": "text/javascript; charset=utf-8",
           "style.css": "text/css; charset=utf-8"}
 PAGE_HEADERS = {"content-security-policy": "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
                                            "base-uri 'none'; frame-ancestors 'none'",
                 "x-content-type-options": "nosniff", "cache-control": "no-cache"}
-TRAINING_DATA = {"digits": "MNIST: 60000 handwritten digits 0-9 for training, scored on the 10000 test images",
-                 "3v7": "MNIST 3s and 7s (fastbook's MNIST_SAMPLE): 12396 for training, scored on 2038 test images"}
+# an exported page (digitlab export --format web) compiles ONNX Runtime Web's WebAssembly: CSP must allow that
+EXPORTED_PAGE_HEADERS = {**PAGE_HEADERS, "content-security-policy": PAGE_HEADERS["content-security-policy"].replace(
+    "default-src 'self';", "default-src 'self'; script-src 'self' 'wasm-unsafe-eval';")}
 
 
 class PredictionOut(BaseModel):
@@ -58,26 +62,6 @@ class PredictionOut(BaseModel):
 class ErrorOut(BaseModel):
     error: str                             # a short code: body_too_large, unsupported_image, no_digit, ...
     detail: str                            # what was wrong and what to do
-
-
-def model_info(clf: Classifier, path: Path) -> dict:
-    """The model card served at /api/model, from the weights file's own metadata."""
-    meta = clf.meta
-    return {"architecture": meta["model"], "parameters": sum(p.numel() for p in clf.model.parameters()),
-            "classes": clf.classes, "task": meta.get("task"),
-            "training_data": training_data(meta),
-            "test_accuracy": meta.get("accuracy"), "trained": meta.get("trained"), "epochs": meta.get("epochs"),
-            "config": meta.get("config"), "input": meta.get("input"), "file": path.name,
-            "ood": clf.detector.to_meta() if clf.detector is not None else None,
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-
-
-def training_data(meta: dict) -> str:
-    """What the model was trained on, in words: MNIST's tasks as before, another data set by its name and folder."""
-    data = meta.get("dataset") or {}
-    if data.get("name") in (None, "MNIST"):
-        return TRAINING_DATA.get(meta.get("task"), meta.get("task"))
-    return f"{data['name']} ({data.get('root')}): {len(meta['classes'])} classes"
 
 
 def static_files() -> dict[str, bytes]:
@@ -104,13 +88,14 @@ ERRORS = {400: {"model": ErrorOut, "description": "corrupt image, image with too
 
 
 def create_app(model_file: str | Path, max_body: int = MAX_BODY, max_pixels: int = MAX_PIXELS,
-               decode_workers: int = 2) -> "BodyLimit":
+               decode_workers: int = 2, page_folder: str | Path | None = None) -> "BodyLimit":
     """The ASGI app serving the model in `model_file` (a .safetensors written by digitlab): the body limit, then
-    POST /api/predict answered directly (`PredictRoute`), then FastAPI for everything else."""
+    POST /api/predict answered directly (`PredictRoute`), then FastAPI for everything else. `page_folder`: a page
+    exported by `digitlab export --format web`, served at / instead of the built-in page (which asks this API)."""
     model_file = Path(model_file)
     clf = Classifier.load(model_file)
     clf.model.to(memory_format=torch.channels_last)  # same numbers, ~3x faster convs on CPU for batches
-    info = model_info(clf, model_file)
+    info = model_card(clf, model_file)
     batcher = Batcher(clf)
     page = static_files()
     started = time.time()
@@ -151,15 +136,16 @@ def create_app(model_file: str | Path, max_body: int = MAX_BODY, max_pixels: int
         return error_response(500, "internal", f"the server failed on this request ({e.__class__.__name__}); "
                                                f"it keeps running.")
 
-    @app.get("/", include_in_schema=False)
-    async def index():
-        return Response(page["index.html"], media_type=STATIC["index.html"], headers=PAGE_HEADERS)
+    if page_folder is None:
+        @app.get("/", include_in_schema=False)
+        async def index():
+            return Response(page["index.html"], media_type=STATIC["index.html"], headers=PAGE_HEADERS)
 
-    @app.get("/static/{name}", include_in_schema=False)
-    async def static(name: str):
-        if name not in STATIC:
-            raise ApiError(404, "not_found", f"no static file {name!r}.")
-        return Response(page[name], media_type=STATIC[name], headers=PAGE_HEADERS)
+        @app.get("/static/{name}", include_in_schema=False)
+        async def static(name: str):
+            if name not in STATIC:
+                raise ApiError(404, "not_found", f"no static file {name!r}.")
+            return Response(page[name], media_type=STATIC[name], headers=PAGE_HEADERS)
 
     @app.get("/api/health", tags=["service"])
     async def health():
@@ -198,7 +184,25 @@ def create_app(model_file: str | Path, max_body: int = MAX_BODY, max_pixels: int
         probs, score = await batcher.predict(x)
         return prediction_json(clf.classes, probs, x, score, clf.detector, clf.digits)
 
+    if page_folder is not None:  # last: the API's routes, matched first, stay as they are
+        app.mount("/", ExportedPage(page_folder), name="page")
     return BodyLimit(PredictRoute(app, answer), max_body=max_body)
+
+
+class ExportedPage(StaticFiles):
+    """The files of a page exported by `digitlab export --format web`, with the page's security headers."""
+
+    def __init__(self, folder: str | Path):
+        folder = Path(folder)
+        if not (folder / "index.html").is_file() or not (folder / "model" / "model.json").is_file():
+            raise DigitlabError(f"{folder}: not a page made by `digitlab export --format web` (no index.html and "
+                                f"model/model.json); export one first.")
+        super().__init__(directory=folder, html=True)
+
+    async def get_response(self, path: str, scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(EXPORTED_PAGE_HEADERS)
+        return response
 
 
 class PredictRoute:

@@ -1,12 +1,16 @@
-// The draw-a-digit page: pointer strokes on a canvas, a debounced POST /api/predict of the drawing as PNG,
-// one bar per class, and the 28x28 input the model saw. No framework, no build step.
+// The draw-a-digit page: pointer strokes on a canvas, a debounced prediction of the drawing, one bar per class,
+// and the 28x28 input the model saw. No framework, no build step. It answers in one of two ways:
+// - served by `digitlab serve`: it POSTs the drawing as PNG to /api/predict;
+// - exported by `digitlab export --format web` (index.html's <meta name="digitlab-model"> names model.json): it
+//   answers itself, with prepare.js (the Python preparation, ported) and the ONNX model in ONNX Runtime Web.
+// Both give the same answer object, and `window.digitlab.predict(image)` gives it to scripts and tests.
 "use strict";
 
 const DEBOUNCE_MS = 120;   // while drawing, ask at most about 8 times a second
 const PEN = 18;            // stroke width on the 280x280 canvas: MNIST strokes are ~1/10 of the digit's height
 
 const pad = document.getElementById("pad");
-const ctx = pad.getContext("2d");
+const ctx = pad.getContext("2d", { willReadFrequently: true }); // the page's own model reads it back
 const seen = document.getElementById("seen").getContext("2d");
 const label = document.getElementById("label");
 const confidence = document.getElementById("confidence");
@@ -21,6 +25,8 @@ let last = null;           // the last point of that stroke
 let dirty = false;         // anything on the canvas?
 let timer = null;
 let sent = 0, shown = 0;   // request sequence numbers: an older answer never replaces a newer one
+let local = null;          // the page's own model (an exported page), or null: the server answers
+let strokeEnd = 0;         // when the last stroke ended (performance.now()), for the answer's latency
 
 function blank() {
   ctx.fillStyle = "#fff";
@@ -107,6 +113,8 @@ pad.addEventListener("pointermove", (e) => {
 function endStroke(e) {
   if (e.pointerId !== drawing) return;
   drawing = null;
+  strokeEnd = performance.now();
+  window.digitlab.strokeSeq = sent + 1; // the answer to this stroke is the next one asked for
   clearTimeout(timer);
   predictDrawing();        // the stroke is done: ask now
 }
@@ -131,7 +139,7 @@ document.addEventListener("keydown", (e) => {
   if ((e.key === "Escape" || e.key === "Delete") && !e.target.closest("input")) document.getElementById("clear").click();
 });
 
-// ---- uploading an image file: shown on the canvas, the original file sent as is ----
+// ---- uploading an image file: shown on the canvas, the original file predicted as it is ----
 document.getElementById("upload").addEventListener("change", async (e) => {
   const file = e.target.files[0];
   e.target.value = "";
@@ -143,36 +151,47 @@ document.getElementById("upload").addEventListener("change", async (e) => {
     const w = bitmap.width * s, h = bitmap.height * s;
     ctx.drawImage(bitmap, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
   } catch (err) {
-    // the browser cannot show it; the server will say what is wrong with it
+    // the browser cannot show it; the answer will say what is wrong with it
   }
   dirty = true;
   send(file, file.name);
 });
 
-// ---- asking the server ----
+// ---- asking for an answer: the server's, or the page's own model's ----
 function predictDrawing() {
   if (!dirty) return;
-  pad.toBlob((blob) => send(blob, "drawing.png"), "image/png");
+  if (local) send(ctx.getImageData(0, 0, pad.width, pad.height), "drawing");
+  else send(pngOf(pad), "drawing.png");
 }
 
-async function send(blob, name) {
+/** The canvas as a PNG file, encoded at once: toBlob waits for the browser to be idle, which a headless or busy
+ * browser may not be for a second (measured: answers 1 s late in headless chromium). */
+function pngOf(canvas) {
+  const bytes = atob(canvas.toDataURL("image/png").split(",")[1]);
+  return new Blob([Uint8Array.from(bytes, (c) => c.charCodeAt(0))], { type: "image/png" });
+}
+
+async function send(image, name) {
   const seq = ++sent;
-  const form = new FormData();
-  form.append("file", blob, name);
   label.dataset.state = label.dataset.state === "ok" ? "ok" : "pending";
-  let status = 0, body = null;
-  try {
-    const res = await fetch("/api/predict", { method: "POST", body: form });
-    status = res.status;
-    body = await res.json();
-  } catch (err) {
-    body = { error: "network", detail: `the server did not answer (${err.message}).` };
-  }
+  const { status, body } = local ? await local.answer(image) : await askServer(image, name);
   if (seq < shown) return; // a newer answer is already on screen
   shown = seq;
   if (status === 200) show(body);
   else if (body && body.error === "no_digit") noDigit(body.detail);
   else failed(body && body.detail ? body.detail : `the server answered ${status}.`);
+  if (seq === window.digitlab.strokeSeq) window.digitlab.latencyMs = performance.now() - strokeEnd; // benchmarks/web_page.py
+}
+
+async function askServer(blob, name) {
+  const form = new FormData();
+  form.append("file", blob, name);
+  try {
+    const res = await fetch("api/predict", { method: "POST", body: form });
+    return { status: res.status, body: await res.json() };
+  } catch (err) {
+    return { status: 0, body: { error: "network", detail: `the server did not answer (${err.message}).` } };
+  }
 }
 
 function show(r) {
@@ -221,22 +240,100 @@ function drawInput(rows) {
   seen.putImageData(img, 0, 0);
 }
 
+function describe(m) {
+  classes = m.classes;
+  digits = classes.every((c) => Number.isInteger(c));
+  const acc = m.test_accuracy == null ? "test accuracy unknown" : `test accuracy ${(100 * m.test_accuracy).toFixed(2)}%`;
+  const when = m.trained ? `, trained ${m.trained.replace("T", " ")}` : "";
+  return `Model: ${m.architecture} (${m.parameters.toLocaleString()} parameters), ${acc}${when}. ` +
+    `Data: ${m.training_data}.`;
+}
+
 async function loadModelCard() {
   const info = document.getElementById("model-info");
+  const own = document.querySelector('meta[name="digitlab-model"]').content;
   try {
-    const m = await (await fetch("/api/model")).json();
-    classes = m.classes;
-    digits = classes.every((c) => Number.isInteger(c));
-    const acc = m.test_accuracy == null ? "test accuracy unknown" : `test accuracy ${(100 * m.test_accuracy).toFixed(2)}%`;
-    const when = m.trained ? `, trained ${m.trained.replace("T", " ")}` : "";
-    info.textContent = `Model: ${m.architecture} (${m.parameters.toLocaleString()} parameters), ${acc}${when}. ` +
-      `Data: ${m.training_data}.`;
+    if (own) {
+      local = await PageModel.load(new URL(own, document.baseURI));
+      info.textContent = describe(local.spec.card);
+      document.getElementById("footer").textContent =
+        `This page runs the model itself, in your browser (ONNX Runtime Web ${local.spec.runtime.version}): ` +
+        "nothing you draw leaves it.";
+    } else {
+      info.textContent = describe(await (await fetch("api/model")).json());
+    }
   } catch (err) {
-    info.textContent = "The model card could not be loaded.";
+    info.textContent = own ? `The model could not be loaded (${err.message}).` : "The model card could not be loaded.";
   }
   buildBars();
   reset();
+  window.digitlab.readyMs = performance.now(); // from navigation: benchmarks/web_page.py
 }
+
+// ---- the page's own model: an exported page answers without a server ----
+const PageModel = {
+  async load(specUrl) {
+    const spec = await (await fetch(specUrl)).json();
+    const ortBase = new URL("static/ort/", document.baseURI);
+    const ort = await import(new URL("ort.wasm.min.mjs", ortBase).href);
+    ort.env.wasm.numThreads = 1; // threads need cross-origin isolation, which a plain static host does not give
+    ort.env.wasm.wasmPaths = ortBase.href;
+    const session = await ort.InferenceSession.create(new URL(spec.model, specUrl).href,
+      { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+    return { spec, answer: (image) => answerLocally(ort, session, spec, image) };
+  },
+};
+
+async function pixelsOf(image) {
+  if (image instanceof ImageData) return image;
+  const blob = typeof image === "string" ? await (await fetch(image)).blob() : image;
+  const bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const c = canvas.getContext("2d", { willReadFrequently: true });
+  c.drawImage(bitmap, 0, 0);
+  return c.getImageData(0, 0, bitmap.width, bitmap.height);
+}
+
+/** What `digitlab predict` says of one picture (ImageData, a Blob or a URL), as /api/predict's answer. */
+async function answerLocally(ort, session, spec, image) {
+  let x;
+  try {
+    const px = await pixelsOf(image);
+    x = DigitlabPrepare.prepare(spec.preparation, px.data, px.width, px.height);
+  } catch (err) {
+    if (err instanceof DigitlabPrepare.BlankImage) return { status: 422, body: { error: "no_digit", detail: err.message } };
+    return { status: 400, body: { error: "unsupported_image", detail: `not a readable image (${err.message}). Use a PNG, JPEG or WebP file.` } };
+  }
+  const out = await session.run({ images: new ort.Tensor("float32", x, [1, 1, 28, 28]) });
+  const probs = calibrated(Array.from(out.scores.data), spec.temperature);
+  const score = out.ood_score ? out.ood_score.data[0] : null;
+  const flagged = spec.ood != null && spec.ood.threshold != null && score != null && score > spec.ood.threshold;
+  const top = probs.indexOf(Math.max(...probs));
+  const label = spec.classes[top];
+  const body = {
+    label, probabilities: Object.fromEntries(spec.classes.map((c, i) => [String(c), probs[i]])),
+    none_of_the_classes: flagged, verdict: flagged ? spec.verdict : String(label),
+    ood_score: score, input: Array.from({ length: 28 }, (_, r) => Array.from(x.subarray(r * 28, r * 28 + 28), (v) => Math.round(v * 255))),
+    prepared: x,
+  };
+  if (spec.digits) body.not_a_digit = flagged;
+  return { status: 200, body };
+}
+
+/** Probabilities from the model's scores at its temperature, as predict.Classifier computes them. */
+function calibrated(logits, temperature) {
+  const softmax = (z) => { const m = Math.max(...z); const e = z.map((v) => Math.exp(v - m)); const s = e.reduce((a, b) => a + b, 0); return e.map((v) => v / s); };
+  const p = softmax(logits);
+  return temperature === 1 ? p : softmax(p.map((v) => Math.log(Math.max(v, 1e-30)) / temperature));
+}
+
+// for scripts and tests: the answer for any picture, as the page computes it
+window.digitlab = {
+  readyMs: null, strokeSeq: 0, latencyMs: null, // when the model was ready, and the last stroke's answer time
+  async predict(image) {
+    return local ? local.answer(image) : askServer(image instanceof Blob ? image : await (await fetch(image)).blob(), "image.png");
+  },
+};
 
 blank();
 buildBars();
