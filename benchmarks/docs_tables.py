@@ -340,7 +340,42 @@ def nondigits_table(results: Path, name: str = "nondigits-shipped") -> str:
                       f"{', '.join(rec['fonts'][:3])}...; {when(rec)}; `results/{name}.json`."])
 
 
-BLOCKS = {"suite": suite, "nondigits": nondigits_table, "machines": machines, "quickstart": quickstart, "resnet": resnet,
+def web_page(results: Path) -> str:
+    """docs/web.md: the exported page's weight, first load and answer time (benchmarks/web_page.py)."""
+    r = record("web-page", results)
+    rows = []
+    for name, p in r["pages"].items():
+        w = p["weight"]
+        rows.append([name, f"{w['total_bytes'] / 2**20:.1f} MB ({w['total_gzip_bytes'] / 2**20:.1f} MB gzipped)",
+                     f"{p['weight']['files']['model/model.onnx'] / 2**20:.2f} MB",
+                     f"{p['first_load_ms']['median']:.0f} ms", f"{p['first_answer_ms']['median']:.1f} ms",
+                     f"{p['answer_ms']['median']:.1f} ms (max {p['answer_ms']['max']:.1f})"])
+    s = r["served_page"]
+    rows.append(["`digitlab serve`'s page (to compare: the drawing sent to the server)", "-", "-", "-",
+                 f"{s['first_answer_ms']['median']:.1f} ms", f"{s['answer_ms']['median']:.1f} ms "
+                                                            f"(max {s['answer_ms']['max']:.1f})"])
+    loads, strokes = len(next(iter(r["pages"].values()))["first_load_ms"]["runs"]), \
+        next(iter(r["pages"].values()))["answer_ms"]["n"]
+    head = ["page", "weight", "ONNX model", f"first load (median of {loads})", "first answer after loading",
+            f"stroke end to answer (median of {strokes})"]
+    return "\n".join([table(head, rows), "",
+                      f"{r['runtime']}; {r['browser']}; {when(r)}; bar (first answer within 100 ms): "
+                      f"{'met' if r['target_met'] else '**not met**'}. `{r['command']}`, `results/web-page.json`."])
+
+
+def web_agreement(results: Path) -> str:
+    """docs/web.md: the exported page against `digitlab predict` on the same pictures (benchmarks/web_page.py)."""
+    a = record("web-page", results)["agreement"]
+    kinds = ", ".join(f"{k} {n}" for k, n in a["kinds"].items())
+    return (f"{a['pictures']} pictures ({kinds}): blank on both for {a['blank']}, the same blank-or-not for "
+            f"{a['blank_same']} of {a['pictures']}; of the {a['answered']} answered, the same label for "
+            f"{a['labels_same']}, the same verdict (\"not a digit\" or the label) for {a['verdicts_same']} "
+            f"({a['flagged']} not a digit); largest probability difference {a['max_prob_diff']:.1e}; the 28x28 "
+            f"inputs equal to the bit for {a['inputs_equal_to_the_bit']} of {a['answered']} (largest difference "
+            f"{a['max_input_diff']:g}); requests beyond the page's own server: {len(a['refused_requests'])}")
+
+
+BLOCKS = {"suite": suite, "web-page": web_page, "web-agreement": web_agreement, "nondigits": nondigits_table, "machines": machines, "quickstart": quickstart, "resnet": resnet,
           "resnet-avx2": lambda results: resnet(results, "-avx2"), "tendigits": tendigits, "serve-load": serve_load,
           "predict-accuracy": predict_accuracy, "predict-speed": predict_speed, "distributed": distributed,
           "ensemble-cli": ensemble_cli, "validation-choices": validation_choices,

@@ -1,5 +1,6 @@
 """A few hundred varied pictures, as people give them to the page or to `digitlab predict`, for checking that the
-page's preparation and predictions (serve/static/prepare.js, ONNX Runtime Web) agree with Python's. Every branch
+page's preparation and predictions (serve/static/prepare.js, ONNX Runtime Web) agree with Python's
+(benchmarks/web_page.py, tests/test_web_page.py). Every branch
 of the preparation is met: digits drawn with the page's pen, shapes, scribbles and printed letters; hairline and
 marker strokes (the stroke evening thickens and thins them); small drawings (scaled up, not down); soft-edged
 strokes as a canvas draws them; photos of paper (colour, uneven light, noise, other sizes); light ink on dark;
