@@ -76,7 +76,7 @@ def test_the_page_answers_what_predict_answers_on_300_varied_pictures_offline(pa
 
 
 @pytest.mark.slow
-def test_drawn_on_the_exported_page_a_seven_is_seven_a_triangle_not_a_digit_and_a_cleared_canvas_blank(page):
+def test_drawn_on_the_exported_page_a_seven_is_seven_a_triangle_and_a_square_not_digits_a_cleared_canvas_blank(page):
     require_chromium()
     from playwright.sync_api import sync_playwright  # deferred: only once the browser is known to be there
 
@@ -99,10 +99,29 @@ def test_drawn_on_the_exported_page_a_seven_is_seven_a_triangle_not_a_digit_and_
             stroke([(140, 50), (235, 220), (45, 220), (140, 50)])  # a triangle, as test_browser draws it
             tab.wait_for_selector("#label[data-state=not-digit]", timeout=10000)
             assert tab.text_content("#label") == "not a digit"
+            tab.click("#clear")
+            stroke([(60, 60), (220, 60), (220, 220), (60, 220), (60, 60)])  # a square, one stroke round
+            tab.wait_for_selector("#label[data-state=not-digit]", timeout=10000)
+            assert tab.text_content("#label") == "not a digit"
             browser.close()
     finally:
         stop(server)
     assert not refused
+
+
+@pytest.mark.slow
+def test_the_exported_model_carries_its_detector_and_temperature(page):
+    """model.onnx answers scores and the detector's score; its metadata and model.json hold the temperature and
+    threshold that `digitlab predict` uses."""
+    import onnx  # deferred: slow to import
+
+    spec = json.loads((page / "model" / "model.json").read_text())
+    clf = Classifier.load(shipped_model_file())
+    proto = onnx.load(str(page / "model" / "model.onnx"))
+    props = json.loads({p.key: p.value for p in proto.metadata_props}["digitlab"])
+    assert [o.name for o in proto.graph.output] == ["scores", "ood_score"]
+    assert spec["temperature"] == props["temperature"] == clf.temperature != 1.0
+    assert spec["ood"]["threshold"] == clf.detector.threshold and spec["ood"]["name"] == clf.detector.name
 
 
 @pytest.mark.slow

@@ -131,7 +131,8 @@ def export_model(run_or_file: str | Path, fmt: str = "onnx", out: str | Path | N
         model = ScoredModel(model, detector)
     out = Path(out) if out else src.with_suffix(FORMATS[fmt])
     # "preparation": how the caller must turn a picture into the input (data/preparation.py), as training read its own
-    meta = {**{k: meta[k] for k in ("model", "classes", "task", "ood") if k in meta}, "input": INPUT_SPEC,
+    # "temperature": softmax(scores / T) are the calibrated probabilities digitlab predict reports
+    meta = {**{k: meta[k] for k in ("model", "classes", "task", "ood", "temperature") if k in meta}, "input": INPUT_SPEC,
             "preparation": preparation.of_model(meta, str(src))}
     path = (export_onnx if fmt == "onnx" else export_torchscript)(model, out, meta)
     x = check_images.unsqueeze(1).float() if check_images is not None else example_input(64)
