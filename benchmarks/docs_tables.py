@@ -375,7 +375,8 @@ def web_agreement(results: Path) -> str:
             f"{a['max_input_diff']:g}); requests beyond the page's own server: {len(a['refused_requests'])}")
 
 
-BLOCKS = {"suite": suite, "web-page": web_page, "web-agreement": web_agreement, "nondigits": nondigits_table, "machines": machines, "quickstart": quickstart, "resnet": resnet,
+BLOCKS = {"suite": suite, "web-page": web_page, "web-agreement": web_agreement,
+          "nondigits-exposure-map": lambda results: nondigits_table(results, "nondigits-exposure-map"), "nondigits": nondigits_table, "machines": machines, "quickstart": quickstart, "resnet": resnet,
           "resnet-avx2": lambda results: resnet(results, "-avx2"), "tendigits": tendigits, "serve-load": serve_load,
           "predict-accuracy": predict_accuracy, "predict-speed": predict_speed, "distributed": distributed,
           "ensemble-cli": ensemble_cli, "validation-choices": validation_choices,

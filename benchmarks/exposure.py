@@ -62,7 +62,7 @@ def rows_for(path: str, data, accepts: dict, rejects: dict) -> list[dict]:
             except ood.OodError as e:
                 print(path, name, "skipped:", e)
                 break
-            scorer = ood.model_scorer(model, det.needs_features)
+            scorer = ood.model_scorer(model, name)
             in_scores = det.score(*scorer(data.valid.images))
             row = {"model": path, "outlier_exposure": cfg.get("outlier_exposure", 0.0), "lowres": cfg.get("lowres", 0.0),
                    "valid_accuracy": valid_accuracy, "detector": name, "accept": accept, "threshold": det.threshold}

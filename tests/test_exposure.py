@@ -72,7 +72,9 @@ def test_fashion_mnist_training_images_join_the_train_part_and_a_held_out_slice_
         missing(f"Fashion-MNIST is not installed in {outliers.FASHION} (apt-get install dataset-fashion-mnist)")
     assert outliers.FASHION_PARTS["train"].stop <= outliers.FASHION_PARTS["valid"].start  # disjoint slices
     assert len(outliers.fashion_images("valid")) == 2000
-    assert len(outliers.choice_sets(30)["fashion"]) == 30
+    sets = outliers.choice_sets(30)
+    assert len(sets["fashion"]) == 30
+    assert torch.equal(sets["fashion_as_is"], torch.from_numpy(outliers.fashion_images("valid")[:30]))  # unprepared
 
 
 def test_config_refuses_what_outlier_exposure_cannot_do():
@@ -133,3 +135,45 @@ def test_the_reject_head_is_for_models_of_digits(tmp_path):
 
     with pytest.raises(ood.OodError, match="models of\\s+digits"):
         exposure_stats(None, None, ("Bag", "Sneaker"), None, None)
+
+
+def test_the_inner_map_split_keeps_the_models_scores_and_puts_the_pooled_map_beside_its_features():
+    """exposure_map's features: the penultimate ones, then fastcnn's 64 x 7 x 7 map (its second block) pooled to
+    3x3; the head still gives the model's own scores."""
+    from digitlab.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model("fastcnn", 10).eval()
+    body, head = ood.split_head(model, inner=True)
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        f = body(x)
+        inner = F.adaptive_avg_pool2d(model[3](model[2](model[1](model[0](x)))), 3).flatten(1)
+        assert f.shape == (5, 128 + 64 * 9) and torch.allclose(head(f), model(x), atol=1e-5)
+        assert torch.allclose(f[:, 128:], inner, atol=1e-6)
+        assert torch.equal(f[:, :128], ood.split_head(model)[0](x).flatten(1))  # the plain split's features first
+    with pytest.raises(ood.OodError, match="no inner map .* use exposure"):
+        ood.split_head(build_model("mlp", 10), inner=True)
+
+
+@pytest.mark.slow
+def test_a_model_with_the_exposure_map_detector_exports_to_onnx_with_its_score(tmp_path):
+    """The exported ONNX file computes exposure_map's score as PyTorch does (what the exported web page runs)."""
+    from digitlab.export import export_onnx, onnx_outputs
+    from digitlab.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model("fastcnn", 10).eval()
+    d = 128 + 64 * 9 + 10
+    g = torch.Generator().manual_seed(1)
+    stats = {"w1": torch.randn(d, 256, generator=g) / 30, "b1": torch.randn(256, generator=g),
+             "w2": torch.randn(256, generator=g), "b2": torch.tensor(0.5)}
+    scored = ood.ScoredModel(model, ood.Detector("exposure_map", stats, threshold=0.0))
+    x = torch.rand(7, 1, 28, 28, generator=g)
+    path = export_onnx(scored, tmp_path / "m.onnx", {"classes": list(range(10))})
+    logits, scores = onnx_outputs(path, x)
+    with torch.no_grad():
+        want_logits, want_scores = scored(x)
+    assert torch.allclose(logits, want_logits, atol=1e-4) and torch.allclose(scores, want_scores, rtol=1e-4, atol=1e-3)
+    assert torch.allclose(want_scores, ood.Detector("exposure_map", stats).score(
+        *ood.logits_and_features(model, x[:, 0], ood.detector_parts(model, "exposure_map"))), atol=1e-4)

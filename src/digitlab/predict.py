@@ -92,7 +92,7 @@ class Classifier:
         """Use this out-of-distribution detector (None: none; every image is taken as one of the classes)."""
         self.detector = detector
         # the model split where its features are (the same modules: no copy); none where no features are needed
-        self._parts = None if detector is None or not detector.needs_features else ood.split_head(self.model)
+        self._parts = None if detector is None else ood.detector_parts(self.model, detector.name)
 
     @classmethod
     def load(cls, run_or_file: str | Path) -> "Classifier":

@@ -18,6 +18,8 @@ Detectors (from the literature; compared in docs/predict.md, benchmarks/ood.py):
 - exposure:     a small network on the features and logits trained to tell digits from non-digits that digitlab
                 draws itself, letters and Fashion-MNIST training images (outlier exposure, Hendrycks et al. 2019,
                 as a reject option: exposure.py); the shipped model's, chosen on validation (issue 27).
+- exposure_map: the same head, reading beside the features a pooled inner map of the model (where strokes meet
+                and turn): more scribbles flagged, but a larger check (docs/predict.md).
 
 The package: methods.py (the detectors by name, in a registry), features.py (the model's penultimate features),
 detector.py (a fitted detector and its threshold), exposure.py (the learned head), fitting.py (fitting on a task's splits), metrics.py (AUROC,
@@ -25,7 +27,7 @@ FPR). Pure: tensors in, scores out. The fitted statistics travel as tensors in t
 (`weights.save_model(..., extra=...)`), the name and threshold in its metadata (`ood` key)."""
 
 from .detector import ACCEPT, META_KEY, PREFIX, Detector, ScoredModel, threshold_for
-from .features import logits_and_features, model_scorer, split_head
+from .features import detector_parts, logits_and_features, model_scorer, split_head
 from .fitting import DEFAULT, FIT_IMAGES, fit_detector, fit_or_fallback, for_record, spread
 from .methods import (DETECTORS, KNN_BANK, KNN_K, MAX_FEATURES, METHODS, Method, OodError, fit_stats, knn_distance,
                       mahalanobis, score)
@@ -34,4 +36,4 @@ from .metrics import auroc, fpr_at_tpr, ood_report
 __all__ = ["ACCEPT", "DEFAULT", "DETECTORS", "FIT_IMAGES", "KNN_BANK", "KNN_K", "MAX_FEATURES", "META_KEY", "METHODS",
            "PREFIX", "Detector", "Method", "OodError", "ScoredModel", "auroc", "fit_detector", "fit_or_fallback",
            "fit_stats", "for_record", "fpr_at_tpr", "knn_distance", "logits_and_features", "mahalanobis",
-           "model_scorer", "ood_report", "score", "spread", "split_head", "threshold_for"]
+           "model_scorer", "detector_parts", "ood_report", "score", "spread", "split_head", "threshold_for"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .features import split_head
+from .features import detector_parts
 from .methods import METHODS, OodError, score
 
 ACCEPT = 0.99              # share of validation digits accepted by the threshold
@@ -83,7 +83,7 @@ class ScoredModel(nn.Module):
     def __init__(self, model: nn.Module, detector: Detector):
         super().__init__()
         self.name = detector.name
-        body, head = split_head(model) if detector.needs_features else (None, model)
+        body, head = detector_parts(model, detector.name) or (None, model)
         self.body, self.head = body, head
         self.k = int(detector.stats["k"]) if "k" in detector.stats else 0
         self.stat_names = [k for k in detector.stats if k != "k"]

@@ -32,12 +32,15 @@ Stats = dict[str, torch.Tensor]
 class Method:
     """One detector: score(stats, logits (N, C), features (N, D) or None) -> (N,), and fit(features, labels,
     n_classes, logits) -> stats (the tensors stored with the model, named in `stats`). A method that learns from
-    non-digits (`needs_outliers`) is fitted by fitting.py from pictures instead: its `fit` is never called."""
+    non-digits (`needs_outliers`) is fitted by fitting.py from pictures instead: its `fit` is never called. One
+    that reads an inner map too (`inner_map`) gets features with a pooled copy of it beside the penultimate ones
+    (features.split_head)."""
     score: Callable[[Stats, torch.Tensor, torch.Tensor | None], torch.Tensor]
     fit: Callable[[torch.Tensor, torch.Tensor, int, torch.Tensor], Stats]
     stats: tuple[str, ...] = ()
     needs_features: bool = True
     needs_outliers: bool = False
+    inner_map: bool = False
 
 
 def mahalanobis(f: torch.Tensor, whiten: torch.Tensor, means_twice: torch.Tensor, means_sq: torch.Tensor
@@ -122,6 +125,9 @@ METHODS: dict[str, Method] = {
         fit_energy_mahalanobis, (*MAHA, "energy_weight", "offset")),
     "exposure": Method(lambda s, logits, f: head_score(s, logits, f), no_stats,
                        ("w1", "b1", "w2", "b2"), needs_outliers=True),
+    # the same head reading an inner map too: more non-digits flagged (docs/predict.md), a larger check to run
+    "exposure_map": Method(lambda s, logits, f: head_score(s, logits, f), no_stats,
+                           ("w1", "b1", "w2", "b2"), needs_outliers=True, inner_map=True),
 }
 DETECTORS = tuple(METHODS)
 
