@@ -12,14 +12,16 @@ from digitlab.data.idx import write_idx
 from digitlab.errors import ConfigError
 from digitlab.hardware import auto_precision
 from digitlab.inference import TTA_SHIFTS, class_probs, logits
+from digitlab.recipe_table import fields_of
 
 
 def test_mnist_default_is_the_fast_engine_recipe_and_flags_win():
-    assert known_set_at(None) is MNIST and default_recipe(None) == dict(MNIST.recipe)
+    assert known_set_at(None) is MNIST and default_recipe(None) == MNIST.recipe == "default-mnist"
     plain = TrainConfig.resolve(None)
     epochs = 20 if auto_precision("cpu").name == "bf16" else 12  # 12 where the CPU trains in fp32 (catalogue)
     assert (plain.engine, plain.epochs, plain.tta, plain.aug_flip) == ("fast", epochs, True, False)
-    assert default_recipe(None, fp32_cpu=True) == {**dict(MNIST.recipe), "epochs": 12}
+    assert default_recipe(None, fp32_cpu=True) == "default-mnist-fp32-cpu"
+    assert fields_of("default-mnist-fp32-cpu") == {**fields_of("default-mnist"), "epochs": 12}  # the epochs alone
     assert TrainConfig.resolve(None, precision="fp32", device="cpu").epochs == 12
     assert TrainConfig.resolve(None, precision="bf16", device="cpu").epochs == 20
     assert TrainConfig.resolve(None, epochs=3, tta=False).epochs == 3
@@ -41,7 +43,7 @@ def test_the_books_task_and_unknown_sets_keep_train_configs_defaults(tmp_path):
     for prefix, n in (("train", 300), ("t10k", 100)):
         write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
         write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n, dtype=np.uint8) % 4)
-    assert known_set_at(tmp_path) is None and default_recipe(tmp_path) == {}
+    assert known_set_at(tmp_path) is None and default_recipe(tmp_path) is None
     assert TrainConfig.resolve(None, data=str(tmp_path)) == TrainConfig(data=str(tmp_path))
     assert known_set_at(tmp_path / "missing") is None
 
@@ -62,3 +64,14 @@ def test_mirror_tta_averages_every_shift_and_its_mirror_image(mnist):
     assert torch.allclose(class_probs(model, images, 32, tta=True, mirror=True), expected, atol=1e-6)
     assert torch.allclose(class_probs(model, images, 32, tta=False, mirror=True), views[0], atol=1e-6)
     assert not torch.allclose(views[0], views[1], atol=1e-3)  # a mirror image is a different input
+
+
+def test_every_known_sets_recipe_is_in_the_one_recipe_table_and_runs_by_name():
+    from digitlab.recipe_table import RECIPES
+    from digitlab.recipes import get_recipe
+
+    for known in (MNIST, FASHION_MNIST):
+        for name in filter(None, (known.recipe, known.fp32_cpu)):
+            assert name in RECIPES and get_recipe(name).config == fields_of(name)
+    assert get_recipe("default-mnist").train_config(device="cpu", precision="bf16") == \
+        TrainConfig.resolve(None, precision="bf16", device="cpu")

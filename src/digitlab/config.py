@@ -15,6 +15,7 @@ from pathlib import Path
 import tomli_w
 
 from .data.catalogue import default_recipe
+from .recipe_table import fields_of
 from .data.tasks import TASKS, parse_classes
 from .errors import ConfigError
 from .hardware import PRECISIONS, resolve_device, resolve_precision
@@ -116,7 +117,8 @@ class TrainConfig:
     @classmethod
     def resolve(cls, config_file: str | Path | None = None, needs_learner: bool = False, **flags) -> "TrainConfig":
         """The config a command line asks for: TrainConfig's defaults, then the default recipe of the data set it
-        names (data.catalogue.default_recipe: MNIST's and Fashion-MNIST's run on the fast engine), then the fields
+        names (data.catalogue.default_recipe, from recipe_table: MNIST's and Fashion-MNIST's run on the fast engine),
+        then the fields
         a TOML file sets, then every flag that was given (None: not given).
 
         The recipe's engine yields to the Learner when the rest asks for what only the Learner does: another
@@ -128,7 +130,7 @@ class TrainConfig:
             raise ConfigError(f"{config_file}: {e}") from None
         chosen = {**from_file, **{k: v for k, v in flags.items() if v is not None}}
         recipe = default_recipe(chosen.get("data"), chosen.get("task", "digits"), trains_fp32_on_cpu(chosen))
-        merged = {**recipe, **chosen}
+        merged = {**(fields_of(recipe) if recipe else {}), **chosen}
         learner_only = needs_learner or merged.get("opt", "sgd") != "sgd" or merged.get("schedule", "one_cycle") != "one_cycle"
         if "engine" not in chosen and learner_only:
             merged["engine"] = "learner"
@@ -179,7 +181,7 @@ def engine_reason(cfg: "TrainConfig", world_size: int = 1) -> str:
 
 def trains_fp32_on_cpu(fields: dict) -> bool:
     """Whether a config with these fields (unset ones at their defaults) trains in fp32 on a CPU: there a data
-    set's recipe takes its `fp32_cpu` changes (data.catalogue), since each step costs more than in bf16."""
+    set's default is its `fp32_cpu` recipe (data.catalogue), since each step costs more than in bf16."""
     device = resolve_device(fields.get("device") or "auto")
     return device.type == "cpu" and resolve_precision(fields.get("precision") or "auto", device).name == "fp32"
 

@@ -1,7 +1,6 @@
-"""Named training recipes, as data: each is a TrainConfig (the fields that differ from its defaults) that either
-engine runs; and ensembles of fast recipes. What each recipe measured, on which hardware, is in docs/recipes.md
-and benchmarks/results/; `default` is the data set's default recipe (data.catalogue), so plain `digitlab train`
-runs it; `speedrun-*` are `digitlab speedrun`'s, one per target and kind of device. This is the one table.
+"""Named training recipes to run: each is a TrainConfig (the fields that differ from its defaults, from the one
+table, recipe_table.py) that either engine runs; and ensembles of fast recipes. `default` is the data set's
+default recipe (named by data.catalogue), so plain `digitlab train` runs it.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import inference
+from . import inference, recipe_table
 from .config import TrainConfig
 from .data.tasks import load_task, task_of
 from .errors import ConfigError
@@ -25,7 +24,7 @@ class Recipe:
     name: str
     summary: str
     config: dict = field(default_factory=dict)   # TrainConfig fields that differ from its defaults
-    by_data_set: bool = False  # the data set's own default recipe (data.catalogue.default_recipe), as `train` runs
+    by_data_set: bool = False  # the data set's own default recipe (named by data.catalogue), as `train` runs
 
     def train_config(self, **overrides) -> TrainConfig:
         """The recipe's config; overrides that are not None replace its fields (seed, epochs, device, data)."""
@@ -34,46 +33,10 @@ class Recipe:
         return TrainConfig(**self.config).replace(**overrides)
 
 
-SPEEDRUN = {"engine": "fast", "valid_size": 0}
-RECIPES: dict[str, Recipe] = {r.name: r for r in [
-    Recipe("default", "the data set's default recipe, as plain `digitlab train` runs it: for MNIST fastcnn, 20 "
-           "epochs (12 where the CPU trains in fp32) on the fast engine, one-cycle SGD (Nesterov) lr 0.2, bs 256, wd 5e-4, label smoothing 0.1, "
-           "augmentation, test-time shifts; for Fashion-MNIST 30 epochs with mirror images", by_data_set=True),
-    Recipe("best", "fastcnn_deep (two convs per size, 1.15M parameters), 30 epochs on the fast engine (bf16, CUDA "
-           "graph and torch.compile on a GPU): a GPU recipe, hours on 2 CPU cores",
-           dict(model="fastcnn_deep", epochs=30, compile=True, engine="fast", valid_size=0)),
-    Recipe("best-m5", "An et al. 2020's M5 (`convnet5x5`: five unpadded 5x5 convs, no pooling), 60 epochs on the "
-           "fast engine with stronger augmentation (3 pixels, 15 degrees); a member of best-ensemble",
-           dict(model="convnet5x5", epochs=60, aug_shift=3.0, aug_degrees=15.0, compile=True, engine="fast",
-                valid_size=0)),
-    Recipe("best-strong", "fastcnn_deep, 40 epochs on the fast engine with stronger augmentation (3 pixels, 15 "
-           "degrees, zoom +-15%); a member of best-ensemble",
-           dict(model="fastcnn_deep", epochs=40, aug_shift=3.0, aug_degrees=15.0, aug_scale=0.15, compile=True,
-                engine="fast", valid_size=0)),
-    Recipe("best-3v7", "the book's 3s and 7s: fastcnn, 40 epochs on the fast engine (one-cycle SGD lr 0.2, bs 256, "
-           "label smoothing 0.1, augmentation, bf16)", dict(task="3v7", epochs=40, engine="fast")),
-    # `digitlab speedrun --target T`: speedrun-T-<kind of device> (speedrun.py picks one); all 60000 training
-    # images, no validation split: the speedrun recipes were fixed beforehand and are races on the test set
-    Recipe("speedrun-0.99-cpu", "to 99.0% on a CPU with bf16 units: fastcnn, 2 epochs, bs 128, lr 0.1, no "
-           "augmentation", dict(SPEEDRUN, epochs=2, augment=False, bs=128, lr=0.1)),
-    # a CPU that trains in fp32 (no bf16 units, digitlab.hardware): fastcnn's step there is 2x a bf16 CPU's
-    # (results/precision-avx2.json), too slow for 2 epochs in 45 s. A narrower fastcnn for 2 epochs, its lr chosen
-    # on a 10000-image validation split (0.1 / 0.15 / 0.2: mean 98.66 / 98.79 / 98.89% there, 3 seeds, AVX2
-    # dispatch), then scored once on test: results/speedrun-cpu-0.99-avx2.json. Other targets keep the bf16 recipes.
-    Recipe("speedrun-0.99-cpu-fp32", "to 99.0% on a CPU that trains in fp32: fastcnn_small (width 24), 2 epochs, "
-           "bs 128, lr 0.2, no augmentation", dict(SPEEDRUN, model="fastcnn_small", epochs=2, augment=False, bs=128,
-                                                   lr=0.2)),
-    Recipe("speedrun-0.995-cpu", "to 99.5% on a CPU: fastcnn, 10 epochs, test-time shifts", dict(SPEEDRUN, epochs=10,
-                                                                                                 tta=True)),
-    Recipe("speedrun-0.997-cpu", "to 99.7% on a CPU: fastcnn_deep, 15 epochs", dict(SPEEDRUN, model="fastcnn_deep",
-                                                                                    epochs=15)),
-    Recipe("speedrun-0.99-cuda", "to 99.0% on a GPU: fastcnn, 3 epochs, no augmentation, compiled",
-           dict(SPEEDRUN, epochs=3, augment=False, compile=True)),
-    Recipe("speedrun-0.995-cuda", "to 99.5% on a GPU: fastcnn, 8 epochs, test-time shifts, compiled",
-           dict(SPEEDRUN, epochs=8, compile=True, tta=True)),
-    Recipe("speedrun-0.997-cuda", "to 99.7% on a GPU: fastcnn_deep, 17 epochs, compiled",
-           dict(SPEEDRUN, model="fastcnn_deep", epochs=17, compile=True)),
-]}
+RECIPES: dict[str, Recipe] = {
+    "default": Recipe("default", "the data set's default recipe, as plain `digitlab train` runs it (default-mnist, "
+                      "default-mnist-fp32-cpu where the CPU trains in fp32, default-fashion-mnist)", by_data_set=True),
+    **{name: Recipe(name, summary, config) for name, (summary, config) in recipe_table.RECIPES.items()}}
 
 
 @dataclass(frozen=True)

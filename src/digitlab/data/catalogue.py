@@ -28,31 +28,21 @@ class KnownSet:
     mean: float               # of the training images scaled to [0, 1]
     std: float
     sha256: dict[str, str]    # file name (without .gz) -> sha256 of the uncompressed bytes
-    # The set's default recipe for all its classes: TrainConfig fields over TrainConfig's defaults, chosen on the
-    # validation split (docs/recipes.md and docs/datasets.md say on what); a tuple of pairs, the class is frozen
-    recipe: tuple = ()
-    # what changes where the CPU trains in fp32 (no bf16 units: digitlab.hardware), so the recipe keeps its time
-    fp32_cpu: tuple = ()
+    # The set's default recipe for all its classes, by name in the one recipe table (recipe_table.py), chosen on
+    # the validation split (docs/recipes.md and docs/datasets.md say on what)
+    recipe: str | None = None
+    # the recipe where the CPU trains in fp32 (no bf16 units: digitlab.hardware), so that it keeps its time
+    fp32_cpu: str | None = None
 
 
-# MNIST: the fast engine's 20 epochs with test-time shifts (valid 99.65% on a GPU, the best of six that fit 2 CPU
-# cores' 5 minutes: benchmarks/results/gpu-validation-nvidia-h200.json, confirmed on 2 CPU cores by
-# benchmarks/default_recipe.py)
-# On a CPU without bf16 units a step takes 1.8x as long in fp32 (results/precision-*.json): 12 epochs, not 20, fit
-# the same 5 minutes there (results/default-recipe-mnist-avx2.json; the GPU sweep's neighbours: 10 epochs, valid
-# 99.53%, 15 epochs, valid 99.62%).
 MNIST = KnownSet("MNIST", tuple(range(10)), 0.1307, 0.3081, FILES,
-                 recipe=(("engine", "fast"), ("epochs", 20), ("tta", True)), fp32_cpu=(("epochs", 12),))
+                 recipe="default-mnist", fp32_cpu="default-mnist-fp32-cpu")
 FASHION_MNIST = KnownSet("Fashion-MNIST", FASHION_MNIST_CLASSES, 0.2860, 0.3530, {
     "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
     "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
     "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-}, recipe=(("engine", "fast"), ("epochs", 30), ("aug_flip", True), ("aug_shift", 1.0), ("aug_degrees", 5.0),
-           ("aug_scale", 0.05), ("tta", True)))
-# Fashion-MNIST: clothes keep their class mirrored and are photographed upright: left-right flips (also among
-# the test-time views), milder shifts, rotations and zoom; 30 epochs (valid 93.75% on a GPU, the best of ten:
-# results/gpu-validation-*fashion*.json)
+}, recipe="default-fashion-mnist")
 CATALOGUE = (MNIST, FASHION_MNIST)
 _noted: set[str] = set()  # folders whose "not a known set" note was printed in this process
 
@@ -109,14 +99,14 @@ def known_set_at(root: str | Path | None) -> KnownSet | None:
     return next((k for k in CATALOGUE if all(digests[n] == k.sha256[n] for n in FILES)), None)
 
 
-def default_recipe(root: str | Path | None, task: str = "digits", fp32_cpu: bool = False) -> dict:
-    """The TrainConfig fields of the default recipe for all the classes of the data set in `root`: the known
-    set's own (with its `fp32_cpu` changes when training runs in fp32 on a CPU), else none (TrainConfig's
-    defaults). The book's 3-vs-7 task keeps TrainConfig's defaults."""
+def default_recipe(root: str | Path | None, task: str = "digits", fp32_cpu: bool = False) -> str | None:
+    """The name (in recipe_table) of the default recipe for all the classes of the data set in `root`: the known
+    set's own (its `fp32_cpu` one when training runs in fp32 on a CPU), else None (TrainConfig's defaults). The
+    book's 3-vs-7 task keeps TrainConfig's defaults."""
     known = known_set_at(root) if task == "digits" else None
     if known is None:
-        return {}
-    return {**dict(known.recipe), **(dict(known.fp32_cpu) if fp32_cpu else {})}
+        return None
+    return known.fp32_cpu if fp32_cpu and known.fp32_cpu else known.recipe
 
 
 def load_dataset(root: str | Path | None = None, quiet: bool = False) -> IdxDataset:
