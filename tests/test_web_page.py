@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 import subprocess
 import sys
 
@@ -44,12 +45,32 @@ def page(tmp_path_factory):
     return folder
 
 
-def offline_page(pw, url: str, **device):
-    """(browser, page, refused): chromium on url offline (benchmarks.web_page.open_offline), its model loaded."""
-    browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-    _, page, refused = open_offline(browser, url, **device)
-    page.locator("#model-info", has_text="accuracy").wait_for(timeout=HANG_S * 1000)
-    return browser, page, refused
+@contextmanager
+def opened(folder, serve_tmp=None, **device):
+    """The exported page in chromium, offline, its model loaded: served from `folder` by `python -m http.server`
+    (or, given `serve_tmp`, by `digitlab serve --page`); yields the tab. Afterwards, no request may have gone
+    beyond the page's own server. `device`: Playwright's context options (a phone's screen, touch)."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright  # deferred: only once the browser is known to be there
+
+    server, url = start("--page", folder, tmp_path=serve_tmp) if serve_tmp else static_server(folder)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            _, tab, refused = open_offline(browser, url, **device)
+            tab.locator("#model-info", has_text="accuracy").wait_for(timeout=HANG_S * 1000)
+            yield tab
+            browser.close()
+    finally:
+        stop(server)
+    assert not refused, f"the page asked for something beyond its own server: {refused[:3]}"
+
+
+def draw_a_seven(tab) -> None:
+    stroke = drawer(tab)
+    stroke([(70, 60), (210, 60)])
+    stroke([(210, 60), (130, 240)])
+    tab.wait_for_selector("#label[data-state=ok]", timeout=10000)
 
 
 @pytest.mark.slow
@@ -77,36 +98,23 @@ def test_the_page_answers_what_predict_answers_on_300_varied_pictures_offline(pa
 
 @pytest.mark.slow
 def test_drawn_on_the_exported_page_a_seven_is_seven_a_triangle_and_a_square_not_digits_a_cleared_canvas_blank(page):
-    require_chromium()
-    from playwright.sync_api import sync_playwright  # deferred: only once the browser is known to be there
-
-    server, url = static_server(page)
-    try:
-        with sync_playwright() as pw:
-            browser, tab, refused = offline_page(pw, url)
-            assert "runs the model itself" in tab.text_content("#footer")
-            stroke = drawer(tab)
-            stroke([(70, 60), (210, 60)])
-            stroke([(210, 60), (130, 240)])
-            tab.wait_for_selector("#label[data-state=ok]", timeout=10000)
-            assert tab.text_content("#label") == "7"
-            assert tab.locator("#bars li.top").get_attribute("data-digit") == "7"
+    with opened(page) as tab:
+        assert "runs the model itself" in tab.text_content("#footer")
+        draw_a_seven(tab)
+        assert tab.text_content("#label") == "7"
+        assert tab.locator("#bars li.top").get_attribute("data-digit") == "7"
+        tab.click("#clear")
+        assert tab.get_attribute("#label", "data-state") == "empty"
+        blank = tab.evaluate("async () => (await window.digitlab.predict("
+                             "document.getElementById('pad').getContext('2d').getImageData(0, 0, 280, 280))).status")
+        assert blank == 422  # a cleared canvas is blank: no digit, not a guess
+        stroke = drawer(tab)
+        for shape in ([(140, 50), (235, 220), (45, 220), (140, 50)],               # a triangle, as test_browser's
+                      [(60, 60), (220, 60), (220, 220), (60, 220), (60, 60)]):     # a square, one stroke round
             tab.click("#clear")
-            assert tab.get_attribute("#label", "data-state") == "empty"
-            blank = tab.evaluate("async () => (await window.digitlab.predict("
-                                 "document.getElementById('pad').getContext('2d').getImageData(0, 0, 280, 280))).status")
-            assert blank == 422  # a cleared canvas is blank: no digit, not a guess
-            stroke([(140, 50), (235, 220), (45, 220), (140, 50)])  # a triangle, as test_browser draws it
+            stroke(shape)
             tab.wait_for_selector("#label[data-state=not-digit]", timeout=10000)
             assert tab.text_content("#label") == "not a digit"
-            tab.click("#clear")
-            stroke([(60, 60), (220, 60), (220, 220), (60, 220), (60, 60)])  # a square, one stroke round
-            tab.wait_for_selector("#label[data-state=not-digit]", timeout=10000)
-            assert tab.text_content("#label") == "not a digit"
-            browser.close()
-    finally:
-        stop(server)
-    assert not refused
 
 
 @pytest.mark.slow
@@ -128,116 +136,74 @@ def test_the_exported_model_carries_its_detector_and_temperature(page):
 def test_on_a_phone_a_finger_draws_and_the_page_does_not_scroll(page):
     """Touch, on a phone-sized screen: the canvas fits, a finger's strokes draw (not scroll the page), and the
     answer comes (in-browser demos often scroll instead of draw)."""
-    require_chromium()
-    from playwright.sync_api import sync_playwright  # deferred: only once the browser is known to be there
+    with opened(page, viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True,
+                has_touch=True) as tab:
+        tab.evaluate("() => { document.body.style.paddingBottom = '2000px'; }")  # room to scroll, were it to
+        box = tab.locator("#pad").bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390  # the whole canvas on the screen
+        cdp = tab.context.new_cdp_session(tab)
+        s = box["width"] / 280
 
-    server, url = static_server(page)
-    try:
-        with sync_playwright() as pw:
-            browser, tab, refused = offline_page(pw, url, viewport={"width": 390, "height": 844},
-                                                 device_scale_factor=3, is_mobile=True, has_touch=True)
-            tab.evaluate("() => { document.body.style.paddingBottom = '2000px'; }")  # room to scroll, were it to
-            box = tab.locator("#pad").bounding_box()
-            assert box["x"] >= 0 and box["x"] + box["width"] <= 390  # the whole canvas on the screen
-            cdp = tab.context.new_cdp_session(tab)
-            s = box["width"] / 280
+        def finger(points):
+            at = [{"x": box["x"] + x * s, "y": box["y"] + y * s} for x, y in points]
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [at[0]]})
+            for a, b in zip(at, at[1:]):
+                for t in (0.25, 0.5, 0.75, 1.0):
+                    p = {"x": a["x"] + t * (b["x"] - a["x"]), "y": a["y"] + t * (b["y"] - a["y"])}
+                    cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [p]})
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
-            def finger(points):
-                at = [{"x": box["x"] + x * s, "y": box["y"] + y * s} for x, y in points]
-                cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [at[0]]})
-                for a, b in zip(at, at[1:]):
-                    for t in (0.25, 0.5, 0.75, 1.0):
-                        p = {"x": a["x"] + t * (b["x"] - a["x"]), "y": a["y"] + t * (b["y"] - a["y"])}
-                        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [p]})
-                cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
-
-            finger([(70, 60), (210, 60)])
-            finger([(210, 60), (130, 240)])
-            tab.wait_for_selector("#label[data-state=ok]", timeout=10000)
-            assert tab.text_content("#label") == "7"
-            assert tab.evaluate("() => [window.scrollX, window.scrollY]") == [0, 0]
-            browser.close()
-    finally:
-        stop(server)
-    assert not refused
+        finger([(70, 60), (210, 60)])
+        finger([(210, 60), (130, 240)])
+        tab.wait_for_selector("#label[data-state=ok]", timeout=10000)
+        assert tab.text_content("#label") == "7"
+        assert tab.evaluate("() => [window.scrollX, window.scrollY]") == [0, 0]
 
 
 @pytest.mark.slow
 def test_the_page_by_keyboard_and_screen_reader_and_an_uploaded_photo(page, tmp_path):
     """Named controls (a screen reader's view), an upload through the labelled file input answered by the page
     itself as `digitlab predict` answers the same file, and Escape clearing the canvas."""
-    require_chromium()
-    from playwright.sync_api import sync_playwright  # deferred: only once the browser is known to be there
-
-    kind, photo = next(p for p in pictures() if p[0] == "photo")
+    _, photo = next(p for p in pictures() if p[0] == "photo")
     photo.save(tmp_path / "photo.png")
     want = Classifier.load(shipped_model_file()).predict_many([tmp_path / "photo.png"])[0].prediction
-    server, url = static_server(page)
-    try:
-        with sync_playwright() as pw:
-            browser, tab, refused = offline_page(pw, url)
-            assert tab.get_by_role("button", name="Clear").count() == 1
-            assert tab.get_by_label("Drawing area: draw one digit, 0 to 9").count() == 1
-            assert tab.get_by_label("the 28 by 28 input the model saw").count() == 1
-            assert tab.get_attribute(".result", "aria-live") == "polite"
-            tab.get_by_label("Upload an image…").set_input_files(str(tmp_path / "photo.png"))
-            tab.wait_for_selector("#label[data-state=ok], #label[data-state=not-digit]", timeout=10000)
-            assert tab.text_content("#label") == want.to_dict()["verdict"]
-            tab.keyboard.press("Escape")
-            assert tab.get_attribute("#label", "data-state") == "empty"
-            browser.close()
-    finally:
-        stop(server)
-    assert not refused
+    with opened(page) as tab:
+        assert tab.get_by_role("button", name="Clear").count() == 1
+        assert tab.get_by_label("Drawing area: draw one digit, 0 to 9").count() == 1
+        assert tab.get_by_label("the 28 by 28 input the model saw").count() == 1
+        assert tab.get_attribute(".result", "aria-live") == "polite"
+        tab.get_by_label("Upload an image…").set_input_files(str(tmp_path / "photo.png"))
+        tab.wait_for_selector("#label[data-state=ok], #label[data-state=not-digit]", timeout=10000)
+        assert tab.text_content("#label") == want.to_dict()["verdict"]
+        tab.keyboard.press("Escape")
+        assert tab.get_attribute("#label", "data-state") == "empty"
 
 
 @pytest.mark.slow
 def test_digitlab_serve_serves_the_exported_page_which_answers_without_the_api(page, tmp_path):
-    require_chromium()
-    from playwright.sync_api import sync_playwright  # deferred: only once the browser is known to be there
-
-    proc, url = start("--page", page, tmp_path=tmp_path)
-    try:
-        with sync_playwright() as pw:
-            browser, tab, refused = offline_page(pw, url)
-            posts = []
-            tab.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
-            stroke = drawer(tab)
-            stroke([(70, 60), (210, 60)])
-            stroke([(210, 60), (130, 240)])
-            tab.wait_for_selector("#label[data-state=ok]", timeout=10000)
-            assert tab.text_content("#label") == "7"
-            browser.close()
-    finally:
-        stop(proc)
-    assert not refused and not posts, posts  # answered by the page itself, not by POST /api/predict
+    posts = []
+    with opened(page, serve_tmp=tmp_path) as tab:
+        tab.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+        draw_a_seven(tab)
+        assert tab.text_content("#label") == "7"
+    assert not posts, posts  # answered by the page itself, not by POST /api/predict
 
 
 @pytest.mark.slow
 def test_a_page_for_named_classes_shows_their_names(tmp_path):
     """A model of named classes (Fashion-MNIST's) keeps its words on the page: its class names on the bars, and
     its own preparation (whole objects) from model.json."""
-    require_chromium()
-    from playwright.sync_api import sync_playwright  # deferred: only once the browser is known to be there
-
     names = ["T-shirt/top", "Trouser", "Sneaker"]
     torch.manual_seed(0)
     src = save_model(build_model("fastcnn", 3).eval(), tmp_path / "run" / "model.safetensors",
                      {"model": "fastcnn", "classes": names, "task": "fashion", "preparation": {"kind": "whole"}})
     folder, spec = export_page(src, tmp_path / "page")
     assert spec["preparation"] == {"kind": "whole"} and spec["verdict"] == "not one of these classes"
-    server, url = static_server(folder)
-    try:
-        with sync_playwright() as pw:
-            browser, tab, refused = offline_page(pw, url)
-            assert [tab.text_content(f"#bars li:nth-child({i + 1}) .name") for i in range(3)] == names
-            stroke = drawer(tab)
-            stroke([(80, 80), (200, 200)])
-            tab.wait_for_selector("#label[data-state=ok]", timeout=10000)
-            assert tab.text_content("#label") in names
-            browser.close()
-    finally:
-        stop(server)
+    with opened(folder) as tab:
+        assert [tab.text_content(f"#bars li:nth-child({i + 1}) .name") for i in range(3)] == names
+        drawer(tab)([(80, 80), (200, 200)])
+        tab.wait_for_selector("#label[data-state=ok]", timeout=10000)
+        assert tab.text_content("#label") in names
 
 
 @pytest.mark.slow
