@@ -235,4 +235,6 @@ def test_export_onnx_and_torchscript_through_the_command(trained, tmp_path, mnis
     scripted = torch.jit.load(str(run / "model.pt"))
     assert torch.equal(scripted(x).argmax(1), ref.argmax(1))
     bad = digitlab("export", run, "--format", "keras", check=False)
-    assert bad.returncode == 2 and "choose one of onnx, torchscript" in bad.stderr
+    assert bad.returncode == 2 and "choose one of onnx, torchscript, web" in bad.stderr
+    nowhere = digitlab("export", check=False)  # the shipped model, whose folder is the installed package
+    assert nowhere.returncode == 2 and "--out FILE" in nowhere.stderr

@@ -84,9 +84,14 @@ def export_cmd(run: Optional[Path] = typer.Argument(None, help="A run folder or 
     from ..predict import Classifier  # deferred: keeps --help fast
     from ..runs import MODEL_FILE, resolve_model_file  # deferred: imports torch
 
+    if fmt not in ("onnx", "torchscript", "web"):
+        raise typer.BadParameter(f"unknown format {fmt!r}; choose one of onnx, torchscript, web.")
     dest = dest or dest_arg
     if fmt == "web" and dest is None and run is not None and not run.is_file() and not (run / MODEL_FILE).is_file():
         run, dest = None, run  # `digitlab export --format web OUT/`: the shipped model into OUT
+    if run is None and dest is None:
+        raise typer.BadParameter("give where to write the shipped model's export: --out FILE (for --format web, "
+                                 "a folder); beside it would be inside the installed package.")
     src = resolve_model_file(run)
     images = model_task_data(Classifier.load(src), data)[1].final.images[:1000].float() / 255
     if fmt == "web":
