@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 from rich.table import Table
@@ -45,13 +46,14 @@ def confusion_table(cm, classes) -> Table:
 
 
 def runs_table(rows: Sequence[dict], title: str) -> Table:
-    """The runs list: name, task, model, epochs, final and best accuracy, seconds, status."""
+    """The runs list: name, task, model, epochs, final and best accuracy, seconds, status. A run is named by its
+    folder's name (the title says where they are): a whole path wrapped in a narrow terminal, breaking the name."""
     table = Table(title=title)
     for col in ("run", "task", "model", "epochs", "accuracy", "best", "seconds", "status"):
         table.add_column(col, justify="left" if col in ("run", "task", "model", "status") else "right")
     num = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     for r in rows:
-        table.add_row(r["run"], str(r["task"]), str(r["model"]), str(r["epochs"]), num(r["accuracy"], ".4f"),
+        table.add_row(Path(r["run"]).name, str(r["task"]), str(r["model"]), str(r["epochs"]), num(r["accuracy"], ".4f"),
                       num(r["best_accuracy"], ".4f"), num(r["seconds"], ".1f"), r["status"])
     return table
 
