@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from contextlib import contextmanager
 import subprocess
 import sys
@@ -187,6 +188,33 @@ def test_digitlab_serve_serves_the_exported_page_which_answers_without_the_api(p
         draw_a_seven(tab)
         assert tab.text_content("#label") == "7"
     assert not posts, posts  # answered by the page itself, not by POST /api/predict
+
+
+@pytest.mark.slow
+def test_a_page_whose_model_is_missing_says_so_and_asks_no_server(page, tmp_path):
+    """A page copied without its model (a half-uploaded folder): it says the model could not be loaded, and a
+    drawing is answered with that, not sent to an /api/predict that a static host does not have."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright  # deferred: only once the browser is known to be there
+
+    broken = tmp_path / "page"
+    shutil.copytree(page, broken)
+    (broken / "model" / "model.onnx").unlink()
+    server, url = static_server(broken)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            _, tab, _ = open_offline(browser, url)
+            posts = []
+            tab.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+            assert "could not be loaded" in tab.text_content("#model-info")
+            drawer(tab)([(70, 60), (210, 60), (130, 240)])
+            tab.wait_for_selector("#label[data-state=error]", timeout=10000)
+            assert "could not be loaded" in tab.text_content("#message")
+            browser.close()
+    finally:
+        stop(server)
+    assert not posts
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@
 
 const DEBOUNCE_MS = 120;   // while drawing, ask at most about 8 times a second
 const PEN = 18;            // stroke width on the 280x280 canvas: MNIST strokes are ~1/10 of the digit's height
+const MAX_PIXELS = 40e6;   // larger pictures are refused, as by `digitlab predict` (images.MAX_PIXELS)
 
 const pad = document.getElementById("pad");
 const ctx = pad.getContext("2d", { willReadFrequently: true }); // the page's own model reads it back
@@ -26,6 +27,7 @@ let dirty = false;         // anything on the canvas?
 let timer = null;
 let sent = 0, shown = 0;   // request sequence numbers: an older answer never replaces a newer one
 let local = null;          // the page's own model (an exported page), or null: the server answers
+let ownModelError = null;  // why an exported page's own model could not be loaded (it has no server to ask)
 let strokeEnd = 0;         // when the last stroke ended (performance.now()), for the answer's latency
 
 function blank() {
@@ -174,7 +176,8 @@ function pngOf(canvas) {
 async function send(image, name) {
   const seq = ++sent;
   label.dataset.state = label.dataset.state === "ok" ? "ok" : "pending";
-  const { status, body } = local ? await local.answer(image) : await askServer(image, name);
+  const { status, body } = local ? await local.answer(image)
+    : ownModelError ? { status: 0, body: { error: "model", detail: ownModelError } } : await askServer(image, name);
   if (seq < shown) return; // a newer answer is already on screen
   shown = seq;
   if (status === 200) show(body);
@@ -263,7 +266,8 @@ async function loadModelCard() {
       info.textContent = describe(await (await fetch("api/model")).json());
     }
   } catch (err) {
-    info.textContent = own ? `The model could not be loaded (${err.message}).` : "The model card could not be loaded.";
+    if (own) ownModelError = `the model could not be loaded (${err.message}); serve the folder with a static server.`;
+    info.textContent = own ? `The ${ownModelError}` : "The model card could not be loaded.";
   }
   buildBars();
   reset();
@@ -288,6 +292,9 @@ async function pixelsOf(image) {
   if (image instanceof ImageData) return image;
   const blob = typeof image === "string" ? await (await fetch(image)).blob() : image;
   const bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  if (bitmap.width * bitmap.height > MAX_PIXELS) {
+    throw new Error(`${bitmap.width}x${bitmap.height} pixels is more than the ${MAX_PIXELS} allowed; scale it down first`);
+  }
   const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
   const c = canvas.getContext("2d", { willReadFrequently: true });
   c.drawImage(bitmap, 0, 0);
