@@ -38,10 +38,6 @@ class Detector:
         """`flag` for one plain score (the web API's hot path: no tensor made)."""
         return self.threshold is not None and score > self.threshold
 
-    @property
-    def needs_features(self) -> bool:
-        return METHODS[self.name].needs_features
-
     def to_meta(self) -> dict:
         """What goes in the model's metadata (the tensors go in the file under PREFIX)."""
         return {"detector": self.name, "threshold": self.threshold, **self.info}

@@ -69,8 +69,8 @@ def exposure_stats(scorer, train: Split, classes, logits: torch.Tensor, features
     """The "not a digit" head (exposure.py) for a model of digits: trained on the training digits and their 8x8
     scans against data/outliers.py's train part of non-digits, each through the model.
 
-    `extended` (exposure_map, which was designed and chosen with them): half the digits drawn the page's way
-    instead of scanned, and Fashion-MNIST's images also as the IDX file holds them. The non-digits are drawn with
+    `extended` (exposure_map, which was designed and chosen with them): the other half of the digits also drawn
+    the page's way, and Fashion-MNIST's images also as the IDX file holds them. The non-digits are drawn with
     the page's pen, and without digits drawn the same way the head learns the pen as much as the shapes; a head
     that saw clothes only prepared let a twentieth of them through as raw 28x28 arrays. `exposure` keeps the sets
     the shipped model's head was fitted on, so that it refits to the same statistics."""
