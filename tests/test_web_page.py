@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from contextlib import contextmanager
+import struct
 import subprocess
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -244,6 +247,36 @@ def test_every_model_digitlab_exports_to_onnx_becomes_a_page(tmp_path, arch):
     assert spec["check"]["same_labels"] == 1.0 and spec["card"]["architecture"] == arch
     assert (folder / "model" / "model.onnx").stat().st_size == spec["onnx_bytes"]
     assert MODEL_MARK not in (folder / "index.html").read_text()  # switched to the page's own model
+
+
+@pytest.mark.slow
+def test_prepare_js_gives_pythons_inputs_for_every_kind_of_preparation(tmp_path):
+    """prepare.js under node against data/images.py and data/folders.py on every picture of benchmarks/drawings.py,
+    for all three preparations (handwriting, whole objects, image folders): equal to the bit, blank alike."""
+    from ci_mode import missing
+    from digitlab.data.images import BlankImageError, prepare_image, prepare_whole
+    from digitlab.data.preparation import read_like_folder
+
+    node = shutil.which("node")
+    if node is None:
+        missing("needs node (Debian's nodejs) to run prepare.js outside the browser")
+    pics = pictures()
+    blob, want = [struct.pack("<I", len(pics))], []
+    for _, im in pics:
+        blob += [struct.pack("<II", im.width, im.height), np.asarray(im.convert("RGBA")).tobytes()]
+        for prepare in (prepare_image, prepare_whole, lambda i: read_like_folder(i).astype(np.float32) / 255):
+            try:
+                want.append(np.asarray(prepare(im), np.float32))
+            except BlankImageError:
+                want.append(np.full((28, 28), -1, np.float32))
+    (tmp_path / "in.bin").write_bytes(b"".join(blob))
+    harness = Path(__file__).with_name("prepare_harness.js")
+    subprocess.run([node, str(harness), str(page_source() / "prepare.js"), str(tmp_path / "in.bin"),
+                    str(tmp_path / "out.bin")], check=True, timeout=HANG_S)
+    got = np.fromfile(tmp_path / "out.bin", np.float32).reshape(len(pics) * 3, 28, 28)
+    differ = [(pics[i // 3][0], ("handwriting", "whole", "folder")[i % 3]) for i in range(len(got))
+              if not np.array_equal(got[i], want[i])]
+    assert not differ, differ[:5]
 
 
 def test_a_model_too_large_for_a_page_is_refused_and_nothing_is_written(tmp_path):
