@@ -40,7 +40,7 @@ from digitlab.weights import save_model
 from .common import write_record
 from .drawings import pictures
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = "/usr/bin/chromium"  # Debian's: Playwright's own download fails here (tests/test_browser.py uses these too)
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 STROKES = [  # single-stroke digits in the canvas's pixels, drawn in turn

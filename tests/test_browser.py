@@ -9,13 +9,10 @@ import shutil
 
 import pytest
 
+from benchmarks.web_page import ARGS, CHROMIUM  # Debian's chromium and how Playwright launches it (one place)
 from ci_mode import missing
 from conftest import HANG_S
 from test_serve import detector_model, start, stop
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 
 
 def require_chromium() -> None:
