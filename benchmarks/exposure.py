@@ -15,9 +15,9 @@ shipped one: issue 27 allows no drop), that accept at least 97% of the 8x8 scans
 drawn digits right and accepted, the one whose worst-flagged kind of non-digit is flagged most (ties: the larger
 accepted share). Nothing here reads a test image; benchmarks/nondigits.py then scores the choice once on the test sets.
 
-    python -m benchmarks.exposure RUN_OR_FILE [RUN_OR_FILE ...] [--n 600]
+    python -m benchmarks.exposure RUN_OR_FILE [RUN_OR_FILE ...] [--n 600] [--name exposure-choice]
 
-Record: results/exposure-choice.json.
+Record: results/<name>.json.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+")
     ap.add_argument("--n", type=int, default=600, help="pictures of each made kind")
+    ap.add_argument("--name", default="exposure-choice", help="record name under benchmarks/results/")
     args = ap.parse_args(argv)
     data = load_task("digits")
     accepts, rejects = accept_sets(data, args.n), choice_sets(args.n)
@@ -101,7 +102,7 @@ def main(argv=None) -> None:
                       f"drawn right and accepted >= {MIN_DRAWN}; "
                       "chosen: the largest worst_flagged, then the larger accept",
               "rows": rows, "chosen": chosen, "machine_class": machine_class()}
-    print(write_record("exposure-choice", record))
+    print(write_record(args.name, record))
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ def test_the_reject_head_is_for_models_of_digits(tmp_path):
 
 def test_the_inner_map_split_keeps_the_models_scores_and_puts_the_pooled_map_beside_its_features():
     """exposure_map's features: the penultimate ones, then fastcnn's 64 x 7 x 7 map (its second block) pooled to
-    3x3; the head still gives the model's own scores."""
+    3x3, place by place; the head still gives the model's own scores."""
     from digitlab.models.registry import build_model
 
     torch.manual_seed(0)
@@ -148,12 +148,46 @@ def test_the_inner_map_split_keeps_the_models_scores_and_puts_the_pooled_map_bes
     x = torch.rand(5, 1, 28, 28)
     with torch.no_grad():
         f = body(x)
-        inner = F.adaptive_avg_pool2d(model[3](model[2](model[1](model[0](x)))), 3).flatten(1)
+        inner = F.adaptive_avg_pool2d(model[3](model[2](model[1](model[0](x)))), 3).permute(0, 2, 3, 1).flatten(1)
         assert f.shape == (5, 128 + 64 * 9) and torch.allclose(head(f), model(x), atol=1e-5)
         assert torch.allclose(f[:, 128:], inner, atol=1e-6)
         assert torch.equal(f[:, :128], ood.split_head(model)[0](x).flatten(1))  # the plain split's features first
     with pytest.raises(ood.OodError, match="no inner map .* use exposure"):
         ood.split_head(build_model("mlp", 10), inner=True)
+
+
+@pytest.mark.parametrize("size,side,plain", [((7, 7), 3, True), ((7, 7), 2, True), ((14, 14), 3, False),
+                                             ((5, 5), 3, False), ((8, 6), 3, False), ((6, 9), 3, True)])
+def test_the_inner_maps_pooling_is_adaptive_average_pooling_and_plain_where_onnx_needs_it(size, side, plain):
+    """The page's runtime (ONNX) has no adaptive pooling of 7 to 3; where the windows are all alike the pooling
+    is a plain average pooling, with the same numbers; where they are not, the adaptive one."""
+    from digitlab.ood.features import pooling
+
+    x = torch.rand(2, 5, *size, generator=torch.Generator().manual_seed(0))
+    pool = pooling(size, side)
+    assert torch.allclose(pool(x), F.adaptive_avg_pool2d(x, side), atol=1e-6)
+    traced = torch.jit.trace(lambda t: pool(t), x)  # which operator it runs: what the ONNX export sees
+    assert ("avg_pool2d" in str(traced.graph) and "adaptive" not in str(traced.graph)) == plain
+
+
+def test_heads_side_by_side_learn_apart_and_one_head_is_the_plain_head():
+    """Four heads trained side by side each on its own order of the data end up different, and their average is
+    one layer four times as wide; one head is the plain one-hidden-layer network (same numbers as nn.Linear)."""
+    from digitlab.ood.exposure import Heads, mlp_score
+
+    g = torch.Generator().manual_seed(0)
+    digits, others = torch.randn(600, 12, generator=g), torch.randn(300, 12, generator=g) + 2
+    stats = train_head(digits, others, hidden=8, heads=4)
+    assert stats["w1"].shape == (12, 32) and stats["b1"].shape == (32,) and stats["w2"].shape == (32,)
+    blocks = stats["w1"].split(8, 1)
+    assert not any(torch.allclose(blocks[0], b, atol=1e-3) for b in blocks[1:])
+    assert ood.auroc(mlp_score(stats, digits), mlp_score(stats, others)) > 0.99
+    torch.manual_seed(0)
+    one = Heads(12, 8, 1)
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Linear(12, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    x = torch.randn(1, 5, 12, generator=g)
+    assert torch.allclose(one(x)[0], plain(x[0])[:, 0], atol=1e-6)
 
 
 @pytest.mark.slow
@@ -164,10 +198,10 @@ def test_a_model_with_the_exposure_map_detector_exports_to_onnx_with_its_score(t
 
     torch.manual_seed(0)
     model = build_model("fastcnn", 10).eval()
-    d = 128 + 64 * 9 + 10
+    d = 128 + 64 * 9   # the features alone: the logits are a linear function of them
     g = torch.Generator().manual_seed(1)
-    stats = {"w1": torch.randn(d, 256, generator=g) / 30, "b1": torch.randn(256, generator=g),
-             "w2": torch.randn(256, generator=g), "b2": torch.tensor(0.5)}
+    stats = {"w1": torch.randn(d, 64, generator=g) / 30, "b1": torch.randn(64, generator=g),
+             "w2": torch.randn(64, generator=g), "b2": torch.tensor(0.5)}
     scored = ood.ScoredModel(model, ood.Detector("exposure_map", stats, threshold=0.0))
     x = torch.rand(7, 1, 28, 28, generator=g)
     path = export_onnx(scored, tmp_path / "m.onnx", {"classes": list(range(10))})

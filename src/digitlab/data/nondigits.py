@@ -26,7 +26,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 CANVAS, PEN = 280, 18                      # the page's canvas and pen (serve/static/app.js)
-TRAIN_SEED, VALID_SEED, TEST_SEED = 0, 1, 2
+TRAIN_SEED, VALID_SEED = 0, 1
+TEST_SEED = 3   # seed 2's pictures were the test set of the detectors before exposure_map's third design, whose
+                # first two designs were scored on them: a fresh draw for the one chosen after (docs/predict.md)
 CLOSED = ("triangle", "square", "rectangle", "star", "house", "heart", "smiley")
 OPEN = ("wave", "zigzag", "spiral", "arc", "check", "written_m", "written_w")
 LETTERS = "ACEFHKMNPRTVWXYadefhkmnprtuvwxy#@&%*"   # none of them reads as a digit

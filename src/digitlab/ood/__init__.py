@@ -17,9 +17,10 @@ Detectors (from the literature; compared in docs/predict.md, benchmarks/ood.py):
                 spirit of ViM, Wang et al. 2022, which adds a feature-space score to the energy).
 - exposure:     a small network on the features and logits trained to tell digits from non-digits that digitlab
                 draws itself, letters and Fashion-MNIST training images (outlier exposure, Hendrycks et al. 2019,
-                as a reject option: exposure.py); the shipped model's, chosen on validation (issue 27).
-- exposure_map: the same head, reading beside the features a pooled inner map of the model (where strokes meet
-                and turn): more scribbles flagged, but a larger check (docs/predict.md).
+                as a reject option: exposure.py).
+- exposure_map: four such heads, averaged, reading beside the features a pooled inner map of the model (where
+                strokes meet and turn), trained also on digits drawn as on the page: more scribbles flagged; the
+                shipped model's, chosen on validation (issue 27, docs/predict.md).
 
 The package: methods.py (the detectors by name, in a registry), features.py (the model's penultimate features),
 detector.py (a fitted detector and its threshold), exposure.py (the learned head), fitting.py (fitting on a task's splits), metrics.py (AUROC,

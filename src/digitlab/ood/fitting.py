@@ -9,7 +9,7 @@ from torch import nn
 from ..data.mnist import Split
 from ..data.tasks import TaskData, of_digits
 from .detector import ACCEPT, META_KEY, Detector, threshold_for
-from .exposure import head_input, train_head
+from .exposure import HEADS_MAP, HIDDEN_MAP, head_input, train_head
 from .features import model_scorer
 from .methods import OodError, fit_stats, method
 
@@ -18,6 +18,8 @@ DEFAULT = "mahalanobis"   # chosen by measurement with the shipped model: benchm
 
 FIT_IMAGES = 10000   # training images the statistics are fitted on (evenly spread): enough for a 256-wide
                      # covariance, and it keeps the fit to seconds after a run on 2 CPU cores
+EXTENDED_DRAWN = 20000   # training digits drawn the page's way for exposure_map (more than the 5,000 it was
+                         # first fitted with: more validation drawings accepted, docs/predict.md)
 
 
 def spread(split: Split, n: int | None) -> Split:
@@ -51,7 +53,7 @@ def _fit(model: nn.Module, data: TaskData, name: str, accept: float, fit_images:
     train = spread(data.train, fit_images)
     logits, features = scorer(train.images)
     if method(name).needs_outliers:
-        stats = exposure_stats(scorer, train, data.classes, logits, features, extended=method(name).inner_map)
+        stats = exposure_stats(scorer, train, data.classes, logits, features, method(name).inner_map, data)
     else:
         stats = fit_stats(name, features, train.labels, len(data.classes), logits) if features is not None else {}
     # the threshold never reads test images: the book's 3-vs-7 "validation" split is the test file's digits
@@ -65,29 +67,34 @@ def _fit(model: nn.Module, data: TaskData, name: str, accept: float, fit_images:
 
 
 def exposure_stats(scorer, train: Split, classes, logits: torch.Tensor, features: torch.Tensor,
-                   extended: bool = False) -> dict:
+                   extended: bool = False, data: TaskData | None = None) -> dict:
     """The "not a digit" head (exposure.py) for a model of digits: trained on the training digits and their 8x8
     scans against data/outliers.py's train part of non-digits, each through the model.
 
-    `extended` (exposure_map, which was designed and chosen with them): the other half of the digits also drawn
-    the page's way, and Fashion-MNIST's images also as the IDX file holds them. The non-digits are drawn with
-    the page's pen, and without digits drawn the same way the head learns the pen as much as the shapes; a head
-    that saw clothes only prepared let a twentieth of them through as raw 28x28 arrays. `exposure` keeps the sets
-    the shipped model's head was fitted on, so that it refits to the same statistics."""
+    `extended` (exposure_map, designed and chosen with them on validation, docs/predict.md): it reads the features
+    alone, and learns also from EXTENDED_DRAWN training digits drawn the page's way (without them the head learns
+    the pen as much as the shapes, and flags drawn digits), three times the scribbles (the hardest kind), and
+    Fashion-MNIST's images also as the IDX file holds them (a head that saw clothes only prepared let a twentieth
+    of them through as raw 28x28 arrays); four heads side by side, averaged. `exposure` keeps the sets the head
+    was first fitted on, so that it refits to the same statistics."""
     from ..data import nondigits  # deferred: only this detector draws and prepares pictures
     from ..data.lowres import low_resolution  # deferred: as above
-    from ..data.outliers import exposure_set, prepared  # deferred: as above
+    from ..data.outliers import EXTENDED_COUNTS, TRAIN_COUNTS, exposure_set, prepared  # deferred: as above
 
     if not of_digits(classes):
         raise OodError("the exposure detectors learn non-digits (shapes, letters, clothes): they are for models of "
                        "digits; use mahalanobis or energy for this model.")
+    inputs = (lambda logits, features: features) if extended else head_input
     scans, _ = low_resolution(train.images[::2], train.labels[::2])
-    digits = [head_input(logits, features), head_input(*scorer(scans))]
+    digits = [inputs(logits, features), inputs(*scorer(scans))]
     if extended:
-        drawn = nondigits.make("drawn_digits", len(train) // 2, nondigits.TRAIN_SEED, digits=train.images[1::2].numpy())
-        digits.append(head_input(*scorer(prepared(drawn))))
-    others, _ = exposure_set(as_is=extended)
-    return train_head(torch.cat(digits), head_input(*scorer(others)))
+        pool = spread(data.train if data is not None else train, EXTENDED_DRAWN)
+        drawn = nondigits.make("drawn_digits", len(pool), nondigits.TRAIN_SEED, digits=pool.images.numpy())
+        digits.append(inputs(*scorer(prepared(drawn))))
+    others, _ = exposure_set(EXTENDED_COUNTS if extended else TRAIN_COUNTS, as_is=extended)
+    if extended:
+        return train_head(torch.cat(digits), inputs(*scorer(others)), hidden=HIDDEN_MAP, heads=HEADS_MAP)
+    return train_head(torch.cat(digits), inputs(*scorer(others)))
 
 
 def fit_or_fallback(model: nn.Module, data: TaskData, name: str = DEFAULT, **kw) -> Detector:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import DigitlabError
-from .exposure import head_score
+from .exposure import head_score, mlp_score
 
 KNN_K = 10                 # neighbour whose distance is the kNN score
 KNN_BANK = 5000            # training images in the kNN bank (stored in the model file)
@@ -126,7 +126,7 @@ METHODS: dict[str, Method] = {
     "exposure": Method(lambda s, logits, f: head_score(s, logits, f), no_stats,
                        ("w1", "b1", "w2", "b2"), needs_outliers=True),
     # the same head reading an inner map too: more non-digits flagged (docs/predict.md), a larger check to run
-    "exposure_map": Method(lambda s, logits, f: head_score(s, logits, f), no_stats,
+    "exposure_map": Method(lambda s, logits, f: mlp_score(s, f), no_stats,
                            ("w1", "b1", "w2", "b2"), needs_outliers=True, inner_map=True),
 }
 DETECTORS = tuple(METHODS)
