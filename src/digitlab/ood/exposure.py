@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 HIDDEN = 256       # the head's width: a linear head (no hidden layer) flagged 54% of the validation scribbles, this 87%
-HIDDEN_MAP, HEADS_MAP = 16, 4   # exposure_map's: four heads of 16, averaged, are one layer 64 wide: on a
-                                # picture's check a 704 x 256 layer costs twice its time for no more validation
-                                # scribbles flagged, and four heads flag more than one of 64 (docs/predict.md)
+HIDDEN_MAP, HEADS_MAP = 16, 4   # exposure_map's: four heads of 16, averaged, are one layer 64 wide. Seen while
+                                # choosing on validation (not recorded): a 704 x 256 layer made a picture's check
+                                # about twice as long for no more scribbles flagged, and four heads of 16 flagged a
+                                # little more than one of 64
 EPOCHS, BATCH, LR, WD = 30, 512, 1e-3, 1e-4
 
 

@@ -18,8 +18,8 @@ DEFAULT = "mahalanobis"   # chosen by measurement with the shipped model: benchm
 
 FIT_IMAGES = 10000   # training images the statistics are fitted on (evenly spread): enough for a 256-wide
                      # covariance, and it keeps the fit to seconds after a run on 2 CPU cores
-EXTENDED_DRAWN = 20000   # training digits drawn the page's way for exposure_map (more than the 5,000 it was
-                         # first fitted with: more validation drawings accepted, docs/predict.md)
+EXTENDED_DRAWN = 20000   # training digits drawn the page's way for exposure_map (its earlier designs drew
+                         # 5,000: fewer validation drawings right and accepted)
 
 
 def spread(split: Split, n: int | None) -> Split:
@@ -75,8 +75,8 @@ def exposure_stats(scorer, train: Split, classes, logits: torch.Tensor, features
     alone, and learns also from EXTENDED_DRAWN training digits drawn the page's way (without them the head learns
     the pen as much as the shapes, and flags drawn digits), three times the scribbles (the hardest kind), and
     Fashion-MNIST's images also as the IDX file holds them (a head that saw clothes only prepared let a twentieth
-    of them through as raw 28x28 arrays); four heads side by side, averaged. `exposure` keeps the sets the head
-    was first fitted on, so that it refits to the same statistics."""
+    of them through as raw 28x28 arrays); four heads side by side, averaged. `exposure` keeps the sets its head
+    was first fitted on."""
     from ..data import nondigits  # deferred: only this detector draws and prepares pictures
     from ..data.lowres import low_resolution  # deferred: as above
     from ..data.outliers import EXTENDED_COUNTS, TRAIN_COUNTS, exposure_set, prepared  # deferred: as above
