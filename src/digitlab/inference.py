@@ -59,9 +59,11 @@ def logits_and_features(model: torch.nn.Module, images: torch.Tensor, bs: int = 
             if mirror:
                 xb = xb.flip(-1)
             with autocast() if autocast is not None else contextlib.nullcontext():
-                f = body(xb) if body is not None else xb
-                if body is not None and f.dim() > 2:  # a body ending in a map (Tapped's output is flat already)
-                    f = f.flatten(1)
+                f = xb
+                if body is not None:
+                    f = body(xb)
+                    if f.dim() > 2:  # a body ending in a map (Tapped's output is flat already)
+                        f = f.flatten(1)
                 logits_out.append(head(f).float())
             if body is not None:
                 feats.append(f.float())

@@ -92,9 +92,8 @@ def exposure_stats(scorer, train: Split, classes, logits: torch.Tensor, features
         drawn = nondigits.make("drawn_digits", len(pool), nondigits.TRAIN_SEED, digits=pool.images.numpy())
         digits.append(inputs(*scorer(prepared(drawn))))
     others, _ = exposure_set(EXTENDED_COUNTS if extended else TRAIN_COUNTS, as_is=extended)
-    if extended:
-        return train_head(torch.cat(digits), inputs(*scorer(others)), hidden=HIDDEN_MAP, heads=HEADS_MAP)
-    return train_head(torch.cat(digits), inputs(*scorer(others)))
+    width = {"hidden": HIDDEN_MAP, "heads": HEADS_MAP} if extended else {}
+    return train_head(torch.cat(digits), inputs(*scorer(others)), **width)
 
 
 def fit_or_fallback(model: nn.Module, data: TaskData, name: str = DEFAULT, **kw) -> Detector:

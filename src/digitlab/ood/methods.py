@@ -125,7 +125,7 @@ METHODS: dict[str, Method] = {
         fit_energy_mahalanobis, (*MAHA, "energy_weight", "offset")),
     "exposure": Method(lambda s, logits, f: head_score(s, logits, f), no_stats,
                        ("w1", "b1", "w2", "b2"), needs_outliers=True),
-    # the same head reading an inner map too: more non-digits flagged (docs/predict.md), a larger check to run
+    # four such heads on the features and a pooled inner map (no logits): the shipped model's (docs/predict.md)
     "exposure_map": Method(lambda s, logits, f: mlp_score(s, f), no_stats,
                            ("w1", "b1", "w2", "b2"), needs_outliers=True, inner_map=True),
 }
