@@ -7,8 +7,9 @@ centred). Real handwriting that must stay accepted: the 1,797 UCI digits (scikit
 prepare_image, as `evaluate --uci-digits` reads them).
 
 Each detector is fitted as `digitlab ood-fit` fits it (ood.fit_detector: statistics on 10,000 training images,
-threshold accepting 99% of the validation split; a model trained without a validation split gets the fixed
-5,000-image split of data/tasks.py, labelled `valid_in_training`). Its cost is the extra time of
+threshold accepting 99% of the validation split, the model's own detector at the share it was fitted at; a model
+trained without a validation split gets the fixed 5,000-image split of data/tasks.py, labelled
+`valid_in_training`). Its cost is the extra time of
 `Classifier.predict_scores` with the detector over the same call without one (the model alone), for a batch of
 10,000 prepared inputs, for one 28x28 input at a time, and for one picture at a time (prepare_image included);
 each call is timed both ways back to back, --repeats rounds, and the medians compared.
@@ -85,11 +86,11 @@ def costs(clf: Classifier, batch: torch.Tensor, pictures: list, rounds: int) -> 
     return out
 
 
-def fitted(model: torch.nn.Module, data, name: str, own_valid: bool) -> ood.Detector:
+def fitted(model: torch.nn.Module, data, name: str, own_valid: bool, accept: float = ood.ACCEPT) -> ood.Detector:
     """Detector `name` fitted as `digitlab ood-fit` fits it, and labelled as it labels it: a model with no
     validation split of its own gets its threshold from the fixed split of data/tasks.py, which it trained on
     (`valid_in_training`), so its in-distribution figures are not from held-out images."""
-    detector = ood.fit_detector(model, data, name)
+    detector = ood.fit_detector(model, data, name, accept)
     if not own_valid and detector.info["threshold_on"] == "valid":
         detector.info["valid_in_training"] = True
     return detector
@@ -110,11 +111,15 @@ def measure(model: str | Path, fashion: Path, repeats: int = 5) -> dict:
     sets = {"mnist_test": test.images.float() / 255, "fashion_test": fash.float() / 255,
             "fashion_as_pictures": fash_prep, "uci_digits": uci}
     pictures = [(255 - img).repeat(4, 0).repeat(4, 1) for img in test.images[:100].numpy()]  # 112x112, dark on light
+    own = clf.meta.get(ood.META_KEY) or {}
     rows = []
     for name in ood.DETECTORS:
         start = time.perf_counter()
+        # the model's own detector at the share it was fitted at (the shipped one's: docs/predict.md), so that its
+        # row is the file's detector; every other at ood.ACCEPT
+        accept = own.get("accept", ood.ACCEPT) if name == own.get("detector") else ood.ACCEPT
         try:
-            detector = fitted(clf.model, data, name, own_valid)
+            detector = fitted(clf.model, data, name, own_valid, accept)
         except ood.OodError as e:
             rows.append({"detector": name, "refused": str(e)})
             continue
