@@ -13,8 +13,9 @@ sets only, all prepared as `predict` prepares a picture:
 
 The choice: among settings whose model is as accurate on the validation digits as the first model given (the
 shipped one: issue 27 allows no drop), that accept at least 97% of the 8x8 scans and get at least 98% of the
-drawn digits right and accepted, at a share of at least 99.25% (SAFE_ACCEPT), the one whose worst-flagged kind of
-non-digit is flagged most (ties: the larger accepted share). Nothing here reads a test image; benchmarks/nondigits.py then scores the choice once on the test sets.
+drawn digits right and accepted, each by two standard errors of its validation share (`clears`), at a share of at
+least 99.25% (SAFE_ACCEPT), the one whose worst-flagged kind of non-digit is flagged most (ties: the larger
+accepted share). Nothing here reads a test image; benchmarks/nondigits.py then scores the choice once on the test sets.
 
     python -m benchmarks.exposure RUN_OR_FILE [RUN_OR_FILE ...] [--n 600] [--name exposure-choice] [--detectors A,B]
 
@@ -42,6 +43,13 @@ ACCEPTS = (0.99, 0.9925, 0.995)
 SAFE_ACCEPT = 0.9925   # the least share a choice may accept: at 99% of the validation digits the test's MNIST
                        # digits are expected flagged at 1%, issue 27's bar itself (the earlier designs: 0.96%)
 MIN_LOWRES, MIN_DRAWN = 0.97, 0.98
+
+
+def clears(share: float, n: int, bar: float) -> bool:
+    """Whether a share measured on n validation pictures is over a bar by two standard errors. The fourth
+    exposure_map design was chosen with its drawn digits 0.23 points over the bar (98.23% of 3,000, one standard
+    error) and scored 97.70% on the test's 2,000 (results/nondigits-exposure-map-fourth.json)."""
+    return share - 2 * (share * (1 - share) / n) ** 0.5 >= bar
 
 
 def accept_sets(data, n: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -80,7 +88,8 @@ def rows_for(path: str, data, accepts: dict, rejects: dict, detectors=tuple(ood.
                 row[f"{kind}_flagged"] = float(det.flag(out_scores).double().mean())
                 row[f"{kind}_auroc"] = ood.auroc(in_scores, out_scores)
             row["worst_flagged"] = min(row[f"{k}_flagged"] for k in rejects)
-            row["eligible"] = (row["lowres_accepted"] >= MIN_LOWRES and row["drawn_right_and_accepted"] >= MIN_DRAWN
+            row["eligible"] = (clears(row["lowres_accepted"], len(accepts["lowres"][0]), MIN_LOWRES)
+                               and clears(row["drawn_right_and_accepted"], len(accepts["drawn"][0]), MIN_DRAWN)
                                and accept >= SAFE_ACCEPT)
             rows.append(row)
             print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
@@ -105,8 +114,9 @@ def main(argv=None) -> None:
     print("chosen:", chosen)
     record = {"claim": "digit-or-not settings chosen on validation sets only (issue 27)", "n": args.n,
               "accept_sets": {k: len(v[0]) for k, v in accepts.items()}, "reject_sets": {k: len(v) for k, v in rejects.items()},
-              "rule": f"eligible: validation accuracy at least the first model's, lowres accepted >= {MIN_LOWRES}, "
-                      f"drawn right and accepted >= {MIN_DRAWN}, accepted share >= {SAFE_ACCEPT}; "
+              "rule": f"eligible: validation accuracy at least the first model's, lowres accepted >= {MIN_LOWRES} and "
+                      f"drawn right and accepted >= {MIN_DRAWN}, each by two standard errors, accepted share >= "
+                      f"{SAFE_ACCEPT}; "
                       "chosen: the largest worst_flagged, then the larger accept",
               "rows": rows, "chosen": chosen, "machine_class": machine_class()}
     print(write_record(args.name, record))

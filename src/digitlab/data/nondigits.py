@@ -27,9 +27,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 CANVAS, PEN = 280, 18                      # the page's canvas and pen (serve/static/app.js)
 TRAIN_SEED, VALID_SEED = 0, 1
-TEST_SEED = 9   # a fresh draw for each design scored: seed 2 was the test set of the detectors before
+TEST_SEED = 10  # a fresh draw for each design scored: seed 2 was the test set of the detectors before
                 # exposure_map's third design, seed 3 the third design's, seeds 4-8 were looked at after that test
-                # (benchmarks/scribble_seeds.py); seed 9, with 2,000 pictures of each kind, the fourth's
+                # (benchmarks/scribble_seeds.py), seed 9 the fourth design's; seed 10 the fifth's
 CLOSED = ("triangle", "square", "rectangle", "star", "house", "heart", "smiley")
 OPEN = ("wave", "zigzag", "spiral", "arc", "check", "written_m", "written_w")
 LETTERS = "ACEFHKMNPRTVWXYadefhkmnprtuvwxy#@&%*"   # none of them reads as a digit
