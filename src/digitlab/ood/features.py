@@ -12,7 +12,7 @@ from .methods import OodError, method
 INNER_MIN_SIDE = 7  # the inner map: the body's last map at least this wide (fastcnn: 64 x 7 x 7, its second block)
 INNER_SIDE = 3      # pooled to 3x3 a channel: where in the picture strokes meet, turn and end, which the
                     # penultimate features (pooled over the whole picture) no longer say. Measured on validation
-                    # with the shipped model (results/exposure-choice-map.json: exposure vs exposure_map):
+                    # with the shipped model (results/exposure-choice-map-third.json: exposure vs exposure_map):
                     # scribbles flagged 89% without it, 96% with it
 
 

@@ -32,10 +32,10 @@ def spread(split: Split, n: int | None) -> Split:
 def fit_detector(model: nn.Module, data: TaskData, name: str = DEFAULT, accept: float = ACCEPT,
                  fit_images: int | None = FIT_IMAGES) -> Detector:
     """Fit detector `name` for a trained model: statistics on its training split (at most `fit_images`, evenly
-    spread; exposure_map reads every one), then the threshold that accepts a share `accept` of the validation split. The test split is never
-    read. A task without validation images of its own (valid_size=0, or the book's 3-vs-7 split, whose validation
-    images are the test file's) gets its threshold from the training images, labelled so (`threshold_on:
-    "train"`): in-sample, so it rejects somewhat more new digits than `accept` says."""
+    spread; exposure_map reads every one), then the threshold that accepts a share `accept` of the validation
+    split. The test split is never read. A task without validation images of its own (valid_size=0, or the book's
+    3-vs-7 split, whose validation images are the test file's) gets its threshold from the training images,
+    labelled so (`threshold_on: "train"`): in-sample, so it rejects somewhat more new digits than `accept` says."""
     method(name)  # an unknown name is refused before any work
     if not 0.5 <= accept < 1:
         raise OodError(f"the accepted share of validation digits must be in [0.5, 1), got {accept}.")
