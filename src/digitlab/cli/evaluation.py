@@ -98,7 +98,7 @@ def evaluate_ood_cmd(clf, source: Path, data: Optional[Path], as_json: bool) -> 
         return
     what = "digits" if clf.digits else "images of its classes"
     out.print(f"detector {r['detector']} (threshold {r['threshold']:.4g}, set to accept "
-              f"{r['detector_info'].get('accept', 0):.2%} of the {r['detector_info'].get('threshold_on')} split): "
+              f"{r['detector_info'].get('accept', 0):.1%} of the {r['detector_info'].get('threshold_on')} split): "
               f"{r['out']['n']} images from {r['out']['source']} against {r['n_in']} {r['in']['split']} {what}",
               highlight=False)
     blank = f" ({r['out']['blank']} blank images left out)" if r["out"]["blank"] else ""
@@ -130,6 +130,6 @@ def ood_fit(run: Path = typer.Argument(..., help="A run folder or a .safetensors
 
     path, det = attach_detector(run, detector, accept, data, dest)
     note = " (the model was trained on those images)" if det.info.get("valid_in_training") else ""
-    out.print(f"wrote {path}: detector {det.name}, threshold {det.threshold:.4g} accepting {accept:.2%} of "
+    out.print(f"wrote {path}: detector {det.name}, threshold {det.threshold:.4g} accepting {accept:.1%} of "
               f"{det.info['n_threshold']} {det.info['threshold_on']} images{note}; statistics from "
               f"{det.info['n_fit']} training images", highlight=False)
