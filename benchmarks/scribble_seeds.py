@@ -1,11 +1,11 @@
 """How many scribbles the shipped detector flags, on more scribbles than the registered test set's.
 
 The third design's test set held 300 scribbles, which measure a share near 95% only to about 1.4 points (this
-script's record for it: results/scribble-seeds-third.json); the fourth's holds 2,000. This draws --n scribbles
+script's record for it: results/scribble-seeds-third.json); later designs' hold 2,000. This draws --n scribbles
 from each of --seeds (seeds no detector is trained or chosen on: not data.nondigits' TRAIN_SEED, VALID_SEED or
-TEST_SEED) and passes them through `Classifier.predict`, predict's own
-preparation of a picture. It is run after the test set was scored, and says so in its record: it is not the
-detector's score, only how far the test's figure is from the rate on many more pictures.
+TEST_SEED) and passes them through `Classifier.predict`, predict's own preparation of a picture. It is run after
+the test set was scored, and says so in its record: it is not the detector's score, only how far the test's
+figure is from the rate on many more pictures.
 
     python -m benchmarks.scribble_seeds [--model FILE_OR_RUN] [--seeds 4,5,6,7,8] [--n 1500]
 

@@ -18,7 +18,7 @@ DEFAULT = "mahalanobis"   # chosen by measurement with the shipped model: benchm
 
 FIT_IMAGES = 10000   # training images the statistics are fitted on (evenly spread): enough for a 256-wide
                      # covariance, and it keeps the fit to seconds after a run on 2 CPU cores; exposure_map reads
-                     # every training digit (exposure_stats)
+                     # every training digit (_fit)
 
 
 def spread(split: Split, n: int | None) -> Split:
