@@ -74,17 +74,20 @@ def rows_for(path: str, data, accepts: dict, rejects: dict, detectors=tuple(ood.
             continue
         scorer = ood.model_scorer(model, name)
         in_scores = det.score(*scorer(data.valid.images))
+        digits = {}  # kind -> (scores, right): each set through the model once, whatever the share
+        for kind, (x, y) in accepts.items():
+            logits, feats = scorer(x)
+            digits[kind] = det.score(logits, feats), logits.argmax(1) == y
+        others = {kind: det.score(*scorer(x)) for kind, x in rejects.items()}
         for accept in ACCEPTS:  # the threshold as fit_detector sets it for each share, on the same statistics
             det.threshold = ood.threshold_for(in_scores, accept)
             row = {"model": path, "outlier_exposure": cfg.get("outlier_exposure", 0.0), "lowres": cfg.get("lowres", 0.0),
                    "valid_accuracy": valid_accuracy, "detector": name, "accept": accept, "threshold": det.threshold}
-            for kind, (x, y) in accepts.items():
-                logits, feats = scorer(x)
-                flagged = det.flag(det.score(logits, feats))
+            for kind, (scores, right) in digits.items():
+                flagged = det.flag(scores)
                 row[f"{kind}_accepted"] = float((~flagged).double().mean())
-                row[f"{kind}_right_and_accepted"] = float(((logits.argmax(1) == y) & ~flagged).double().mean())
-            for kind, x in rejects.items():
-                out_scores = det.score(*scorer(x))
+                row[f"{kind}_right_and_accepted"] = float((right & ~flagged).double().mean())
+            for kind, out_scores in others.items():
                 row[f"{kind}_flagged"] = float(det.flag(out_scores).double().mean())
                 row[f"{kind}_auroc"] = ood.auroc(in_scores, out_scores)
             row["worst_flagged"] = min(row[f"{k}_flagged"] for k in rejects)
